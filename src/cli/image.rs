@@ -1,0 +1,1 @@
+//! `unionctl image ...` commands.

@@ -1,0 +1,1 @@
+//! The `unionfs` command line (fuse-overlayfs compatible).

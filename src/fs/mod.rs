@@ -1,0 +1,1 @@
+//! The union filesystem, one module per concern (modelled on fs/overlayfs).

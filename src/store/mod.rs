@@ -1,0 +1,1 @@
+//! The content-addressed image and layer store used by `unionctl`.

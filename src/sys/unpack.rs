@@ -1,0 +1,1 @@
+//! Syscall wrappers used by the image store (safe tar apply).
