@@ -1,0 +1,275 @@
+//! Copy-up: bring a lower object into the upper layer, parents first.
+//!
+//! The copy is built in the work directory (same filesystem as the upper):
+//! object, data (reflink, then copy_file_range, then read/write, holes kept),
+//! xattrs, owner, mode, times; then renamed into place. A crash leaves either
+//! nothing or the complete object in the upper; the work dir is emptied at mount.
+
+use crate::fs::inode::Inode;
+use crate::fs::layers::{Fd, Layers};
+use crate::fs::lookup::{err, open_dir_at, ORIGIN_XATTR};
+use crate::fs::whiteout::temp_name;
+use crate::fs::UnionFs;
+use crate::sys::{at, xattr};
+use log::debug;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+
+/// Make sure `ino` has an upper object; returns it. Copies data too.
+pub fn copy_up(fs: &UnionFs, ino: &Arc<Inode>) -> io::Result<Fd> {
+    copy_up_with(fs, ino, true)
+}
+
+/// Copy-up; `with_data = false` when the caller is about to truncate to 0.
+pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Result<Fd> {
+    if let Some(u) = ino.upper() {
+        return Ok(u);
+    }
+    fs.check_writable()?;
+    let parent = ino.parent().ok_or_else(|| err(libc::EIO))?;
+    let pup = copy_up(fs, &parent)?;
+    let _guard = ino.copy_up_lock.lock();
+    if let Some(u) = ino.upper() {
+        return Ok(u);
+    }
+    let st = ino.snapshot();
+    let src = st.lowers.first().ok_or_else(|| err(libc::EIO))?.clone();
+    let up = copy_object(
+        fs,
+        src.fd.as_raw_fd(),
+        pup.as_raw_fd(),
+        &st.name,
+        st.unlinked,
+        with_data,
+    )
+    .inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
+    let mut w = ino.state.write();
+    w.upper = Some(up.clone());
+    if !ino.is_dir() {
+        w.lowers.clear();
+    }
+    Ok(up)
+}
+
+/// Copy one real object into `updir/name` via the work dir. `detached`: the
+/// name is gone (unlinked but open): the copy stays nameless in the work dir.
+fn copy_object(
+    fs: &UnionFs,
+    src: RawFd,
+    updir: RawFd,
+    name: &OsStr,
+    detached: bool,
+    with_data: bool,
+) -> io::Result<Fd> {
+    let layers = &fs.layers;
+    let work = layers.work_fd()?;
+    let sst = at::fstat(src)?;
+    let kind = sst.st_mode & libc::S_IFMT;
+    let tmp = temp_name();
+    let staged = stage(
+        layers,
+        src,
+        &sst,
+        work,
+        &tmp,
+        with_data && !detached,
+        fs.opts.fsync,
+    );
+    if let Err(e) = staged {
+        remove_staged(work, &tmp, kind);
+        return Err(e);
+    }
+    if detached {
+        let fd = open_obj(work, &tmp, kind)?;
+        remove_staged(work, &tmp, kind);
+        return Ok(fd);
+    }
+    match at::renameat2(work, &tmp, updir, name, at::RENAME_NOREPLACE) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            // Another path copied it up first: use theirs.
+            remove_staged(work, &tmp, kind);
+        }
+        Err(e) => {
+            remove_staged(work, &tmp, kind);
+            return Err(e);
+        }
+    }
+    open_obj(updir, name, kind)
+}
+
+fn open_obj(dir: RawFd, name: &OsStr, kind: u32) -> io::Result<Fd> {
+    if kind == libc::S_IFDIR {
+        open_dir_at(dir, name)
+    } else {
+        at::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0).map(Arc::new)
+    }
+}
+
+fn remove_staged(work: RawFd, tmp: &OsStr, kind: u32) {
+    let flags = if kind == libc::S_IFDIR {
+        libc::AT_REMOVEDIR
+    } else {
+        0
+    };
+    let _ = at::unlinkat(work, tmp, flags);
+}
+
+/// Build the complete copy at `work/tmp`.
+fn stage(
+    layers: &Layers,
+    src: RawFd,
+    sst: &at::Stat,
+    work: RawFd,
+    tmp: &OsStr,
+    with_data: bool,
+    sync: bool,
+) -> io::Result<()> {
+    let kind = sst.st_mode & libc::S_IFMT;
+    let mode = sst.st_mode & 0o7777;
+    match kind {
+        libc::S_IFDIR => at::mkdirat(work, tmp, 0o700)?,
+        libc::S_IFREG => {
+            let dst = at::openat(
+                work,
+                tmp,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                0o600,
+            )?;
+            if with_data && sst.st_size > 0 {
+                let s = at::reopen(src, libc::O_RDONLY)?;
+                copy_data(s.as_raw_fd(), dst.as_raw_fd(), sst.st_size as u64)?;
+            }
+            if sync {
+                at::fsync(dst.as_raw_fd(), false)?;
+            }
+        }
+        libc::S_IFLNK => {
+            let target = at::readlinkat(src, OsStr::new(""))?;
+            at::symlinkat(at::os(&target), work, tmp)?;
+        }
+        _ => at::mknodat(work, tmp, kind | mode, sst.st_rdev)?,
+    }
+    let obj = at::openat(work, tmp, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+    let ofd = obj.as_raw_fd();
+    if kind != libc::S_IFLNK {
+        let (s, d) = if kind == libc::S_IFDIR {
+            (
+                xattr::Target::Fd(src),
+                at::openat(work, tmp, libc::O_RDONLY | libc::O_DIRECTORY, 0).map(Some)?,
+            )
+        } else {
+            (xattr::Target::Path(src), None)
+        };
+        let dt = d.as_ref().map_or(xattr::Target::Path(ofd), |d| {
+            xattr::Target::Fd(d.as_raw_fd())
+        });
+        copy_xattrs(layers, s, dt)?;
+        let origin = format!("{}:{}", sst.st_dev, sst.st_ino);
+        // Best effort: without it st_ino changes after remount, nothing else.
+        if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
+            debug!("cannot record origin: {e}");
+        }
+    }
+    at::fchown(ofd, Some(sst.st_uid), Some(sst.st_gid))?;
+    if kind != libc::S_IFLNK {
+        at::fchmod(ofd, mode)?;
+    }
+    let t = |s: i64, ns: i64| at::Time::At(s, ns);
+    at::utimensat(
+        work,
+        tmp,
+        t(sst.st_atime, sst.st_atime_nsec),
+        t(sst.st_mtime, sst.st_mtime_nsec),
+    )?;
+    Ok(())
+}
+
+/// Copy user-visible xattrs (the private overlay ones stay behind).
+pub fn copy_xattrs(layers: &Layers, src: xattr::Target, dst: xattr::Target) -> io::Result<()> {
+    for name in xattr::list(src)? {
+        let n = at::os(&name);
+        if crate::fs::xattr::is_private(layers, n) {
+            continue;
+        }
+        if let Some(v) = xattr::get(src, n)? {
+            if let Err(e) = xattr::set(dst, n, &v, 0) {
+                // security.* or trusted.* the upper filesystem refuses: not user data we can keep.
+                if !matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOTSUP)) {
+                    return Err(e);
+                }
+                debug!("xattr {:?} not copied: {e}", n);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copy `size` bytes: reflink, else copy_file_range over data extents (holes
+/// stay holes), else read/write.
+pub fn copy_data(src: RawFd, dst: RawFd, size: u64) -> io::Result<()> {
+    if at::ficlone(dst, src).is_ok() {
+        return Ok(());
+    }
+    let size = size as i64;
+    let mut off = 0i64;
+    while off < size {
+        let data = match at::lseek(src, off, libc::SEEK_DATA) {
+            Ok(d) => d,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break,
+            Err(_) => off,
+        };
+        if data >= size {
+            break;
+        }
+        let hole = at::lseek(src, data, libc::SEEK_HOLE)
+            .unwrap_or(size)
+            .min(size);
+        copy_range(src, dst, data, hole - data)?;
+        off = hole;
+    }
+    at::ftruncate(dst, size as u64)
+}
+
+fn copy_range(src: RawFd, dst: RawFd, start: i64, len: i64) -> io::Result<()> {
+    let (mut oi, mut oo) = (start, start);
+    let end = start + len;
+    while oi < end {
+        let want = (end - oi) as usize;
+        match at::copy_file_range(src, &mut oi, dst, &mut oo, want) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                ) =>
+            {
+                return copy_rw(src, dst, oi, end - oi);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn copy_rw(src: RawFd, dst: RawFd, start: i64, len: i64) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = start;
+    let end = start + len;
+    while off < end {
+        let want = ((end - off) as usize).min(buf.len());
+        let n = at::pread(src, &mut buf[..want], off)?;
+        if n == 0 {
+            break;
+        }
+        let mut done = 0;
+        while done < n {
+            done += at::pwrite(dst, &buf[done..n], off + done as i64)?;
+        }
+        off += n as i64;
+    }
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! Directory operations: create/mkdir/mknod/symlink/link, unlink/rmdir, rename.
+//!
+//! Names that exist in a lower layer are removed by a whiteout; objects made
+//! where a whiteout stands are staged in the work dir and renamed over it, so
+//! the upper never shows a half-made state.
+
+use crate::fs::copy_up::copy_up;
+use crate::fs::inode::{Inode, InodeState};
+use crate::fs::layers::{remove_contents, Fd};
+use crate::fs::lookup::{self, check_name, err, find, lower_visible, probe, Found, Probe};
+use crate::fs::readdir;
+use crate::fs::whiteout::{self, is_marker_name, set_opaque, temp_name, whiteout_over};
+use crate::fs::UnionFs;
+use crate::sys::at;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+/// What to make.
+pub enum NewObj<'a> {
+    File { mode: u32, flags: i32 },
+    Dir { mode: u32 },
+    Node { mode: u32, rdev: u64 },
+    Symlink { target: &'a OsStr },
+    Link { src: Arc<Inode> },
+}
+
+/// Who makes it (the request's credentials).
+#[derive(Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn is_dir(st: &at::Stat) -> bool {
+    (st.st_mode & libc::S_IFMT) == libc::S_IFDIR
+}
+
+/// A name for a new object: not too long, not a marker.
+fn check_new_name(name: &OsStr) -> io::Result<()> {
+    check_name(name)?;
+    if is_marker_name(name) || name.is_empty() || name == "." || name == ".." {
+        return Err(err(libc::EINVAL));
+    }
+    Ok(())
+}
+
+/// Create an object; returns its inode (referenced), attributes and, for a
+/// regular file, the open descriptor.
+pub fn create(
+    fs: &UnionFs,
+    parent: &Arc<Inode>,
+    name: &OsStr,
+    obj: NewObj<'_>,
+    who: Caller,
+) -> io::Result<(Arc<Inode>, at::Stat, Option<OwnedFd>)> {
+    check_new_name(name)?;
+    fs.check_writable()?;
+    let pstate = parent.snapshot();
+    if find(&pstate, name)?.is_some() {
+        return Err(err(libc::EEXIST));
+    }
+    let pup = copy_up(fs, parent)?;
+    let pfd = pup.as_raw_fd();
+    let over_whiteout = match probe(pfd, name)? {
+        Probe::Whiteout => at::lstatat(pfd, name).is_ok(),
+        Probe::Absent => false,
+        Probe::Entry(..) => return Err(err(libc::EEXIST)),
+    };
+    let src = match &obj {
+        NewObj::Link { src } => Some(copy_up(fs, src)?),
+        _ => None,
+    };
+    let (dir, tname) = if over_whiteout {
+        (fs.layers.work_fd()?, temp_name())
+    } else {
+        (pfd, name.to_os_string())
+    };
+    let pst = at::fstat(pfd)?;
+    let made = make(
+        fs,
+        dir,
+        &tname,
+        &obj,
+        src.as_ref(),
+        who,
+        &pst,
+        over_whiteout,
+    );
+    let file = match made {
+        Ok(f) => f,
+        Err(e) => {
+            if over_whiteout {
+                let flags = if matches!(obj, NewObj::Dir { .. }) {
+                    libc::AT_REMOVEDIR
+                } else {
+                    0
+                };
+                let _ = at::unlinkat(dir, &tname, flags);
+            }
+            return Err(e);
+        }
+    };
+    if over_whiteout {
+        if let Err(e) = at::renameat2(dir, &tname, pfd, name, 0) {
+            let flags = if matches!(obj, NewObj::Dir { .. }) {
+                libc::AT_REMOVEDIR
+            } else {
+                0
+            };
+            let _ = at::unlinkat(dir, &tname, flags);
+            return Err(e);
+        }
+    }
+    if let NewObj::Link { src } = obj {
+        let st = at::fstat(src.upper().ok_or_else(|| err(libc::EIO))?.as_raw_fd())?;
+        let (ino, _) = fs.inodes.reference(src.nodeid, || {
+            Inode::new(src.nodeid, src.kind, src.snapshot())
+        });
+        return Ok((ino, st, None));
+    }
+    let f = match probe(pfd, name)? {
+        Probe::Entry(fd, st) => {
+            let opaque = is_dir(&st) && whiteout::is_opaque(fd.as_raw_fd());
+            Found {
+                upper: Some(fd),
+                lowers: Vec::new(),
+                opaque,
+                st,
+            }
+        }
+        _ => return Err(err(libc::EIO)),
+    };
+    let (ino, st) = lookup::reference_found(fs, parent, name, f);
+    Ok((ino, st, file))
+}
+
+/// Make the object at `dir/name` with the caller's ownership.
+#[allow(clippy::too_many_arguments)]
+fn make(
+    fs: &UnionFs,
+    dir: RawFd,
+    name: &OsStr,
+    obj: &NewObj<'_>,
+    link_src: Option<&Fd>,
+    who: Caller,
+    parent_st: &at::Stat,
+    opaque: bool,
+) -> io::Result<Option<OwnedFd>> {
+    let setgid_parent = parent_st.st_mode & libc::S_ISGID != 0;
+    let mut file = None;
+    let mode = match obj {
+        NewObj::File { mode, flags } => {
+            let acc = flags & libc::O_ACCMODE;
+            let keep = flags
+                & (libc::O_APPEND
+                    | libc::O_DIRECT
+                    | libc::O_SYNC
+                    | libc::O_DSYNC
+                    | libc::O_NOATIME);
+            let open_flags = libc::O_CREAT
+                | libc::O_EXCL
+                | keep
+                | if acc == libc::O_RDONLY {
+                    libc::O_RDWR
+                } else {
+                    acc
+                };
+            file = Some(at::openat(dir, name, open_flags, mode & 0o7777)?);
+            mode & 0o7777
+        }
+        NewObj::Dir { mode } => {
+            at::mkdirat(dir, name, mode & 0o7777)?;
+            if opaque {
+                let d = at::openat(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+                set_opaque(&fs.layers, d.as_raw_fd())?;
+            }
+            (mode & 0o7777) | if setgid_parent { libc::S_ISGID } else { 0 }
+        }
+        NewObj::Node { mode, rdev } => {
+            at::mknodat(dir, name, *mode, *rdev)?;
+            mode & 0o7777
+        }
+        NewObj::Symlink { target } => {
+            at::symlinkat(target, dir, name)?;
+            0o777
+        }
+        NewObj::Link { .. } => {
+            let src = link_src.ok_or_else(|| err(libc::EIO))?;
+            at::link_fd(src.as_raw_fd(), dir, name)?;
+            return Ok(None);
+        }
+    };
+    let obj_fd = at::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+    let gid = if setgid_parent { None } else { Some(who.gid) };
+    at::fchown(obj_fd.as_raw_fd(), Some(who.uid), gid)?;
+    if !matches!(obj, NewObj::Symlink { .. }) {
+        let st = at::fstat(obj_fd.as_raw_fd())?;
+        if st.st_mode & 0o7777 != mode {
+            at::fchmod(obj_fd.as_raw_fd(), mode)?;
+        }
+    }
+    Ok(file)
+}
+
+/// The cached inode for a found object, or a transient one (not entered in the table).
+fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<Inode> {
+    let id = lookup::nodeid_of(fs, f);
+    if let Some(i) = fs.inodes.get(id) {
+        return i;
+    }
+    let kind = f.st.st_mode & libc::S_IFMT;
+    Arc::new(Inode::new(
+        id,
+        kind,
+        InodeState {
+            parent: Some(parent.clone()),
+            name: name.to_os_string(),
+            upper: f.upper.clone(),
+            lowers: f.lowers.clone(),
+            opaque: f.opaque,
+            unlinked: false,
+        },
+    ))
+}
+
+fn mark_unlinked(fs: &UnionFs, f: &Found) {
+    if let Some(i) = fs.inodes.get(lookup::nodeid_of(fs, f)) {
+        let st = at::fstat(f.st_fd()).ok();
+        let mut s = i.state.write();
+        // Other hard links keep it linked.
+        if st.is_none_or(|st| st.st_nlink <= 1 || is_dir(&st)) {
+            s.unlinked = true;
+        }
+    }
+}
+
+impl Found {
+    fn st_fd(&self) -> RawFd {
+        self.upper
+            .as_ref()
+            .map(|u| u.as_raw_fd())
+            .or_else(|| self.lowers.first().map(|l| l.fd.as_raw_fd()))
+            .unwrap_or(-1)
+    }
+}
+
+/// unlink (dir = false) or rmdir (dir = true).
+pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io::Result<()> {
+    check_name(name)?;
+    fs.check_writable()?;
+    let pstate = parent.snapshot();
+    let f = find(&pstate, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    let f_is_dir = is_dir(&f.st);
+    if dir && !f_is_dir {
+        return Err(err(libc::ENOTDIR));
+    }
+    if !dir && f_is_dir {
+        return Err(err(libc::EISDIR));
+    }
+    if dir && !readdir::is_empty(&fs.layers, f.upper.as_ref(), &f.lowers)? {
+        return Err(err(libc::ENOTEMPTY));
+    }
+    let pup = copy_up(fs, parent)?;
+    let pfd = pup.as_raw_fd();
+    let need_wh = lower_visible(&pstate, name)?;
+    match (&f.upper, need_wh) {
+        (Some(_), false) if !f_is_dir => at::unlinkat(pfd, name, 0)?,
+        (Some(u), false) => {
+            remove_contents(u.as_raw_fd())?;
+            at::unlinkat(pfd, name, libc::AT_REMOVEDIR)?;
+        }
+        (Some(_), true) if f_is_dir => {
+            if let Some(staged) = whiteout_over(&fs.layers, pfd, name, true)? {
+                let work = fs.layers.work_fd()?;
+                if let Ok(d) = at::openat(
+                    work,
+                    &staged,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                ) {
+                    let _ = remove_contents(d.as_raw_fd());
+                }
+                let _ = at::unlinkat(work, &staged, libc::AT_REMOVEDIR);
+            }
+        }
+        _ => {
+            whiteout_over(&fs.layers, pfd, name, false)?;
+        }
+    }
+    mark_unlinked(fs, &f);
+    Ok(())
+}
+
+fn set_name(ino: &Arc<Inode>, parent: &Arc<Inode>, name: &OsStr) {
+    let mut s = ino.state.write();
+    s.parent = Some(parent.clone());
+    s.name = name.to_os_string();
+}
+
+/// rename(2) with RENAME_NOREPLACE / RENAME_EXCHANGE.
+pub fn rename(
+    fs: &UnionFs,
+    parent: &Arc<Inode>,
+    name: &OsStr,
+    newparent: &Arc<Inode>,
+    newname: &OsStr,
+    flags: u32,
+) -> io::Result<()> {
+    check_name(name)?;
+    check_new_name(newname)?;
+    if flags & !(at::RENAME_NOREPLACE | at::RENAME_EXCHANGE) != 0
+        || flags == at::RENAME_NOREPLACE | at::RENAME_EXCHANGE
+    {
+        return Err(err(libc::EINVAL));
+    }
+    fs.check_writable()?;
+    let exchange = flags & at::RENAME_EXCHANGE != 0;
+    let ps = parent.snapshot();
+    let nps = newparent.snapshot();
+    let src = find(&ps, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    let dst = find(&nps, newname)?;
+    let src_dir = is_dir(&src.st);
+    match &dst {
+        None if exchange => return Err(err(libc::ENOENT)),
+        Some(_) if flags & at::RENAME_NOREPLACE != 0 => return Err(err(libc::EEXIST)),
+        Some(d) if !exchange => {
+            if d.st.st_dev == src.st.st_dev && d.st.st_ino == src.st.st_ino {
+                return Ok(());
+            }
+            if is_dir(&d.st) && !src_dir {
+                return Err(err(libc::EISDIR));
+            }
+            if !is_dir(&d.st) && src_dir {
+                return Err(err(libc::ENOTDIR));
+            }
+            if is_dir(&d.st) && !readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)? {
+                return Err(err(libc::ENOTEMPTY));
+            }
+        }
+        _ => {}
+    }
+    // Directories that have lower parts cannot move without redirects.
+    if src_dir && !src.lowers.is_empty() {
+        return Err(err(libc::EXDEV));
+    }
+    if let Some(d) = &dst {
+        if exchange && is_dir(&d.st) && !d.lowers.is_empty() {
+            return Err(err(libc::EXDEV));
+        }
+    }
+    let pup = copy_up(fs, parent)?;
+    let npup = copy_up(fs, newparent)?;
+    let (pfd, npfd) = (pup.as_raw_fd(), npup.as_raw_fd());
+    let src_ino = inode_for(fs, parent, name, &src);
+    let src_up = copy_up(fs, &src_ino)?;
+    let dst_ino = dst.as_ref().map(|d| inode_for(fs, newparent, newname, d));
+    if exchange {
+        let d = dst_ino.as_ref().ok_or_else(|| err(libc::ENOENT))?;
+        let dst_up = copy_up(fs, d)?;
+        if src_dir && lower_visible(&nps, newname)? {
+            set_opaque(&fs.layers, src_up.as_raw_fd())?;
+        }
+        if d.is_dir() && lower_visible(&ps, name)? {
+            set_opaque(&fs.layers, dst_up.as_raw_fd())?;
+        }
+        at::renameat2(pfd, name, npfd, newname, at::RENAME_EXCHANGE)?;
+        set_name(&src_ino, newparent, newname);
+        set_name(d, parent, name);
+        return Ok(());
+    }
+    let dst_upper = probe(npfd, newname)?;
+    if let (Some(d), Probe::Entry(dfd, _)) = (&dst, &dst_upper) {
+        if is_dir(&d.st) {
+            // Logically empty: whatever it holds are whiteouts.
+            remove_contents(dfd.as_raw_fd())?;
+        }
+    }
+    if src_dir && (dst.is_some() || lower_visible(&nps, newname)?) {
+        set_opaque(&fs.layers, src_up.as_raw_fd())?;
+    }
+    let need_wh = lower_visible(&ps, name)?;
+    let dst_is_wh = matches!(dst_upper, Probe::Whiteout) && at::lstatat(npfd, newname).is_ok();
+    if need_wh && dst_is_wh {
+        at::renameat2(pfd, name, npfd, newname, at::RENAME_EXCHANGE)?;
+    } else if need_wh {
+        match at::renameat2(pfd, name, npfd, newname, at::RENAME_WHITEOUT) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) => {
+                at::renameat2(pfd, name, npfd, newname, 0)?;
+                whiteout_over(&fs.layers, pfd, name, false)?;
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        at::renameat2(pfd, name, npfd, newname, 0)?;
+    }
+    if let Some(d) = &dst {
+        mark_unlinked(fs, d);
+    }
+    set_name(&src_ino, newparent, newname);
+    Ok(())
+}

@@ -1,0 +1,639 @@
+//! The only implementation of fuser's `Filesystem`: each handler decodes the
+//! request, calls one function of the modules beside it and encodes the reply.
+
+use crate::fs::attr::{self, to_attr, SetAttr};
+use crate::fs::dir::{self, Caller, NewObj};
+use crate::fs::inode::Inode;
+use crate::fs::readdir::{self, DirHandle};
+use crate::fs::{file, lookup, xattr, UnionFs};
+use crate::sys::at::{self, Time};
+use fuser::{
+    AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use log::debug;
+use parking_lot::Mutex;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The fuser-facing wrapper around [`UnionFs`].
+#[derive(Debug)]
+pub struct Fuse {
+    fs: UnionFs,
+    ttl: Duration,
+}
+
+impl Fuse {
+    pub fn new(fs: UnionFs) -> Fuse {
+        let ttl = fs.opts.timeout;
+        Fuse { fs, ttl }
+    }
+
+    fn inode(&self, ino: INodeNo) -> io::Result<Arc<Inode>> {
+        self.fs.inode(ino.0)
+    }
+}
+
+fn errno(op: &str, e: io::Error) -> Errno {
+    debug!("{op}: {e}");
+    Errno::from(e)
+}
+
+fn time_of(t: TimeOrNow) -> Time {
+    match t {
+        TimeOrNow::Now => Time::Now,
+        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
+            Ok(d) => Time::At(d.as_secs() as i64, d.subsec_nanos() as i64),
+            Err(e) => {
+                let d = e.duration();
+                let (mut s, mut ns) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
+                if ns < 0 {
+                    s -= 1;
+                    ns += 1_000_000_000;
+                }
+                Time::At(s, ns)
+            }
+        },
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, data: io::Result<Vec<u8>>, size: u32, op: &str) {
+    match data {
+        Ok(d) if size == 0 => reply.size(d.len() as u32),
+        Ok(d) if d.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(d) => reply.data(&d),
+        Err(e) => reply.error(errno(op, e)),
+    }
+}
+
+impl Fuse {
+    fn entry(&self, reply: ReplyEntry, r: io::Result<(Arc<Inode>, at::Stat)>, op: &str) {
+        match r {
+            Ok((ino, st)) => reply.entry_with_ttls(
+                &self.ttl,
+                &self.ttl,
+                &to_attr(ino.nodeid, &st),
+                Generation(0),
+            ),
+            Err(e) => reply.error(errno(op, e)),
+        }
+    }
+
+    fn make(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        obj: NewObj<'_>,
+        reply: ReplyEntry,
+        op: &str,
+    ) {
+        let r = self
+            .inode(parent)
+            .and_then(|p| dir::create(&self.fs, &p, name, obj, caller(req)));
+        self.entry(reply, r.map(|(i, st, _)| (i, st)), op);
+    }
+}
+
+impl Filesystem for Fuse {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        for cap in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_BIG_WRITES,
+        ] {
+            if config.capabilities().contains(cap) {
+                let _ = config.add_capabilities(cap);
+            }
+        }
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let r = self
+            .inode(parent)
+            .and_then(|p| lookup::lookup(&self.fs, &p, name));
+        self.entry(reply, r, "lookup");
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.inodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let r = match fh.and_then(|fh| file::handle(&self.fs, fh.0).ok()) {
+            Some(f) => at::fstat(f.fd.as_raw_fd()),
+            None => self.inode(ino).and_then(|i| attr::getattr(&i)),
+        };
+        match r {
+            Ok(st) => reply.attr(&self.ttl, &to_attr(ino.0, &st)),
+            Err(e) => reply.error(errno("getattr", e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let a = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_of),
+            mtime: mtime.map(time_of),
+            fh: fh.map(|f| f.0),
+        };
+        match self
+            .inode(ino)
+            .and_then(|i| attr::setattr(&self.fs, &i, &a))
+        {
+            Ok(st) => reply.attr(&self.ttl, &to_attr(ino.0, &st)),
+            Err(e) => reply.error(errno("setattr", e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let r = self.inode(ino).and_then(|i| {
+            let top = i
+                .snapshot()
+                .top()
+                .ok_or_else(|| lookup::err(libc::ESTALE))?;
+            at::readlinkat(top.as_raw_fd(), OsStr::new(""))
+        });
+        match r {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno("readlink", e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.make(
+            req,
+            parent,
+            name,
+            NewObj::Node {
+                mode,
+                rdev: rdev as u64,
+            },
+            reply,
+            "mknod",
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.make(req, parent, name, NewObj::Dir { mode }, reply, "mkdir");
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self
+            .inode(parent)
+            .and_then(|p| dir::remove(&self.fs, &p, name, false))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("unlink", e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self
+            .inode(parent)
+            .and_then(|p| dir::remove(&self.fs, &p, name, true))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("rmdir", e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        self.make(
+            req,
+            parent,
+            link_name,
+            NewObj::Symlink {
+                target: target.as_os_str(),
+            },
+            reply,
+            "symlink",
+        );
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.inode(parent).and_then(|p| {
+            let np = self.inode(newparent)?;
+            dir::rename(&self.fs, &p, name, &np, newname, flags.bits())
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("rename", e)),
+        }
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.inode(ino) {
+            Ok(src) => self.make(req, newparent, newname, NewObj::Link { src }, reply, "link"),
+            Err(e) => reply.error(errno("link", e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self
+            .inode(ino)
+            .and_then(|i| file::open(&self.fs, &i, flags.0))
+        {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno("open", e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match file::read(&self.fs, fh.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno("read", e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match file::write(&self.fs, fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno("write", e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        file::release(&self.fs, fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match file::fsync(&self.fs, fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("fsync", e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let r = self.inode(ino).and_then(|i| {
+            if !i.is_dir() {
+                return Err(lookup::err(libc::ENOTDIR));
+            }
+            let entries = readdir::entries_of(&self.fs.layers, &i.snapshot())?;
+            let fh = self.fs.next_fh();
+            self.fs.dirs.insert(
+                fh,
+                Arc::new(DirHandle {
+                    nodeid: ino.0,
+                    entries: Mutex::new(Arc::new(entries)),
+                }),
+            );
+            Ok(fh)
+        });
+        match r {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno("opendir", e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(h) = self.fs.dirs.get(&fh.0).map(|h| h.value().clone()) else {
+            return reply.error(Errno::EBADF);
+        };
+        let Ok(inode) = self.inode(ino) else {
+            return reply.error(Errno::ESTALE);
+        };
+        if offset == 0 {
+            // rewinddir: show the directory as it is now.
+            match readdir::entries_of(&self.fs.layers, &inode.snapshot()) {
+                Ok(e) => *h.entries.lock() = Arc::new(e),
+                Err(e) => return reply.error(errno("readdir", e)),
+            }
+        }
+        let entries = h.entries.lock().clone();
+        let parent = inode.parent().map_or(ino.0, |p| p.nodeid);
+        let dots = [(ino.0, "."), (parent, "..")];
+        let total = entries.len() as u64 + 2;
+        for off in offset..total {
+            let full = if off < 2 {
+                let (i, n) = dots[off as usize];
+                reply.add(INodeNo(i), off + 1, fuser::FileType::Directory, n)
+            } else {
+                let e = &entries[(off - 2) as usize];
+                reply.add(INodeNo(e.ino), off + 1, attr::kind_of(e.kind), &e.name)
+            };
+            if full {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.dirs.remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.inode(ino).and_then(|i| match i.upper() {
+            Some(u) if self.fs.opts.fsync => at::fsync(u.as_raw_fd(), datasync),
+            _ => Ok(()),
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("fsyncdir", e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let root = &self.fs.layers.layers[0].root;
+        match at::fstatfs(root.as_raw_fd()) {
+            Ok(s) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                255,
+                s.f_frsize as u32,
+            ),
+            Err(e) => reply.error(errno("statfs", e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self
+            .inode(ino)
+            .and_then(|i| xattr::set(&self.fs, &i, name, value, flags))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("setxattr", e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        reply_xattr(
+            reply,
+            self.inode(ino).and_then(|i| xattr::get(&self.fs, &i, name)),
+            size,
+            "getxattr",
+        );
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(
+            reply,
+            self.inode(ino).and_then(|i| xattr::list(&self.fs, &i)),
+            size,
+            "listxattr",
+        );
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self
+            .inode(ino)
+            .and_then(|i| xattr::remove(&self.fs, &i, name))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("removexattr", e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // default_permissions: the kernel checks modes; only existence is ours.
+        match self.inode(ino) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(errno("access", e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = self.inode(parent).and_then(|p| {
+            let (ino, st, fd) = dir::create(
+                &self.fs,
+                &p,
+                name,
+                NewObj::File { mode, flags },
+                caller(req),
+            )?;
+            let fd = fd.ok_or_else(|| lookup::err(libc::EIO))?;
+            Ok((file::register(&self.fs, &ino, fd), ino, st))
+        });
+        match r {
+            Ok((fh, ino, st)) => reply.created(
+                &self.ttl,
+                &to_attr(ino.nodeid, &st),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(errno("create", e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match file::fallocate(&self.fs, fh.0, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("fallocate", e)),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        match file::lseek(&self.fs, fh.0, offset, whence) {
+            Ok(o) => reply.offset(o),
+            Err(e) => reply.error(errno("lseek", e)),
+        }
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        match file::copy_file_range(&self.fs, fh_in.0, offset_in, fh_out.0, offset_out, len) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno("copy_file_range", e)),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The inode table: nodeid -> inode, lookup counts, per-inode state and locks.
+//!
+//! The nodeid is the st_ino shown to users (fuser uses `FileAttr.ino` as the
+//! nodeid). It is the inode number of the object's origin: the lower object it
+//! was copied up from (recorded in the private `unionfs.origin` xattr), or the
+//! real object itself. So it is stable across copy-up and remount.
+//!
+//! The table is a sharded map; nothing blocking runs under a shard lock. Each
+//! inode has its own `RwLock` for its real objects and a mutex serialising
+//! copy-up.
+
+use crate::fs::layers::Fd;
+use dashmap::DashMap;
+use parking_lot::{Mutex, RwLock};
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub const ROOT_ID: u64 = 1;
+
+/// A real object in one layer.
+#[derive(Clone, Debug)]
+pub struct RealObj {
+    /// Index into `Layers::layers`.
+    pub layer: usize,
+    pub fd: Fd,
+}
+
+/// What an inode is made of; replaced as a whole on copy-up and rename.
+#[derive(Clone, Debug, Default)]
+pub struct InodeState {
+    /// Parent directory and name (for copy-up of parents; updated on rename).
+    pub parent: Option<Arc<Inode>>,
+    pub name: OsString,
+    /// The upper object, if any (O_RDONLY for directories, O_PATH otherwise).
+    pub upper: Option<Fd>,
+    /// Lower objects: for a non-directory the top-most lower copy; for a
+    /// directory every lower directory merged under it, top first.
+    pub lowers: Vec<RealObj>,
+    /// The upper directory is opaque (lowers is then empty).
+    pub opaque: bool,
+    /// The name was removed (the object lives on while open).
+    pub unlinked: bool,
+}
+
+impl InodeState {
+    /// The object whose attributes and data are shown.
+    pub fn top_fd(&self) -> Option<RawFd> {
+        self.upper
+            .as_ref()
+            .map(|f| f.as_raw_fd())
+            .or_else(|| self.lowers.first().map(|l| l.fd.as_raw_fd()))
+    }
+
+    pub fn top(&self) -> Option<Fd> {
+        self.upper
+            .clone()
+            .or_else(|| self.lowers.first().map(|l| l.fd.clone()))
+    }
+
+    /// Some lower layer has this object (so removing its name needs a whiteout).
+    pub fn has_lower(&self) -> bool {
+        !self.lowers.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub struct Inode {
+    pub nodeid: u64,
+    /// `S_IFMT` bits; an inode never changes type.
+    pub kind: u32,
+    nlookup: AtomicU64,
+    pub state: RwLock<InodeState>,
+    /// Held for the duration of a copy-up of this inode.
+    pub copy_up_lock: Mutex<()>,
+}
+
+impl Inode {
+    pub fn new(nodeid: u64, kind: u32, state: InodeState) -> Inode {
+        Inode {
+            nodeid,
+            kind,
+            nlookup: AtomicU64::new(0),
+            state: RwLock::new(state),
+            copy_up_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.kind == libc::S_IFLNK
+    }
+
+    /// A snapshot of the state (cheap: Arc clones), taken under the read lock.
+    pub fn snapshot(&self) -> InodeState {
+        self.state.read().clone()
+    }
+
+    pub fn parent(&self) -> Option<Arc<Inode>> {
+        self.state.read().parent.clone()
+    }
+
+    pub fn upper(&self) -> Option<Fd> {
+        self.state.read().upper.clone()
+    }
+}
+
+/// Sharded nodeid -> inode map.
+#[derive(Debug, Default)]
+pub struct InodeTable {
+    map: DashMap<u64, Arc<Inode>>,
+}
+
+impl InodeTable {
+    pub fn insert_root(&self, inode: Inode) {
+        inode.nlookup.store(1 << 40, Ordering::Relaxed);
+        self.map.insert(ROOT_ID, Arc::new(inode));
+    }
+
+    pub fn get(&self, nodeid: u64) -> Option<Arc<Inode>> {
+        self.map.get(&nodeid).map(|r| r.value().clone())
+    }
+
+    /// Count one kernel reference to `nodeid`, creating the inode from `make`
+    /// if it is not cached (`make` only moves already-opened fds: no syscalls
+    /// under the shard lock). Returns the cached inode and whether it was new.
+    pub fn reference(&self, nodeid: u64, make: impl FnOnce() -> Inode) -> (Arc<Inode>, bool) {
+        use dashmap::mapref::entry::Entry;
+        match self.map.entry(nodeid) {
+            Entry::Occupied(e) => {
+                e.get().nlookup.fetch_add(1, Ordering::Relaxed);
+                (e.get().clone(), false)
+            }
+            Entry::Vacant(v) => {
+                let ino = Arc::new(make());
+                ino.nlookup.store(1, Ordering::Relaxed);
+                v.insert(ino.clone());
+                (ino, true)
+            }
+        }
+    }
+
+    /// Drop `n` kernel references; the inode leaves the table at zero.
+    pub fn forget(&self, nodeid: u64, n: u64) {
+        if nodeid == ROOT_ID {
+            return;
+        }
+        self.map.remove_if(&nodeid, |_, ino| {
+            let prev = ino.nlookup.fetch_sub(
+                n.min(ino.nlookup.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+            prev <= n
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}

@@ -1,0 +1,435 @@
+//! `-o` option parsing into a typed [`Options`] (fuse-overlayfs compatible).
+//!
+//! Unknown options produce a warning, never a failure. Layer paths are only
+//! parsed here; [`crate::fs::layers`] validates them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An id mapping range `container_id:host_id:len` (uidmapping=/gidmapping=).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdMap {
+    pub inside: u32,
+    pub outside: u32,
+    pub len: u32,
+}
+
+/// Everything the filesystem and the session need from the command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Lower layers, top-most first.
+    pub lowerdirs: Vec<PathBuf>,
+    pub upperdir: Option<PathBuf>,
+    pub workdir: Option<PathBuf>,
+    /// Entry/attr cache time given to the kernel.
+    pub timeout: Duration,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+    /// fsync copied-up data and honour fsync requests (off with `volatile`/`fsync=0`).
+    pub fsync: bool,
+    pub redirect_dir: bool,
+    pub metacopy: bool,
+    pub index: bool,
+    /// Use `user.overlay.*` xattrs for private markers (rootless).
+    pub userxattr: bool,
+    pub xattrs: bool,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    pub read_only: bool,
+    pub static_nlink: bool,
+    pub squash_to_uid: Option<u32>,
+    pub squash_to_gid: Option<u32>,
+    pub uid_map: Vec<IdMap>,
+    pub gid_map: Vec<IdMap>,
+    pub xattr_permissions: u8,
+    /// Plain mount flags passed to the kernel (nosuid, nodev, noexec, noatime, ...).
+    pub mount_flags: Vec<String>,
+    pub fsname: Option<String>,
+    pub subtype: Option<String>,
+    /// Options we accept but do not act on, reported once at start.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lowerdirs: Vec::new(),
+            upperdir: None,
+            workdir: None,
+            timeout: Duration::from_secs(86400),
+            threads: 0,
+            fsync: true,
+            redirect_dir: false,
+            metacopy: false,
+            index: false,
+            userxattr: false,
+            xattrs: true,
+            allow_other: false,
+            allow_root: false,
+            read_only: false,
+            static_nlink: false,
+            squash_to_uid: None,
+            squash_to_gid: None,
+            uid_map: Vec::new(),
+            gid_map: Vec::new(),
+            xattr_permissions: 0,
+            mount_flags: Vec::new(),
+            fsname: None,
+            subtype: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Split on `sep`, honouring backslash escapes (`\,` `\:` `\\`).
+pub fn split_escaped(s: &str, sep: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n) if n == sep || n == '\\' => cur.push(n),
+                Some(n) => {
+                    cur.push('\\');
+                    cur.push(n);
+                }
+                None => cur.push('\\'),
+            }
+        } else if c == sep {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Split a `-o` string into options, keeping escaped commas inside values.
+fn split_options(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            cur.push(c);
+            if let Some(n) = chars.next() {
+                cur.push(n);
+            }
+        } else if c == ',' {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur);
+    out.into_iter().filter(|o| !o.is_empty()).collect()
+}
+
+fn unescape_commas(s: &str) -> String {
+    s.replace("\\,", ",")
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "on" | "yes" | "true" | "follow" | "auto" => Ok(true),
+        "0" | "off" | "no" | "false" | "nofollow" => Ok(false),
+        _ => Err(format!("invalid value for {key}: {v:?}")),
+    }
+}
+
+fn parse_u32(key: &str, v: &str) -> Result<u32, String> {
+    v.parse()
+        .map_err(|_| format!("invalid value for {key}: {v:?}"))
+}
+
+/// `ID:MAPPED:LEN[:ID:MAPPED:LEN...]`, an optional leading colon (podman) accepted.
+pub fn parse_idmap(key: &str, v: &str) -> Result<Vec<IdMap>, String> {
+    let nums: Vec<&str> = v.trim_start_matches(':').split(':').collect();
+    if nums.len() % 3 != 0 || nums.is_empty() {
+        return Err(format!(
+            "invalid {key}: {v:?} (expected ID:MAPPED:LEN[:...])"
+        ));
+    }
+    nums.chunks(3)
+        .map(|c| {
+            Ok(IdMap {
+                inside: parse_u32(key, c[0])?,
+                outside: parse_u32(key, c[1])?,
+                len: parse_u32(key, c[2])?,
+            })
+        })
+        .collect()
+}
+
+impl Options {
+    /// Apply one comma-separated `-o` string.
+    pub fn apply(&mut self, optstr: &str) -> Result<(), String> {
+        for opt in split_options(optstr) {
+            let (key, val) = match opt.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (opt.clone(), None),
+            };
+            let v = || {
+                val.clone()
+                    .ok_or_else(|| format!("option {key} needs a value"))
+            };
+            match key.as_str() {
+                "lowerdir" => {
+                    let v = unescape_commas(&v()?);
+                    self.lowerdirs = split_escaped(&v, ':')
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .map(PathBuf::from)
+                        .collect();
+                }
+                "upperdir" => self.upperdir = Some(PathBuf::from(unescape_commas(&v()?))),
+                "workdir" => self.workdir = Some(PathBuf::from(unescape_commas(&v()?))),
+                "timeout" => {
+                    let s: f64 = v()?
+                        .parse()
+                        .map_err(|_| format!("invalid timeout: {:?}", val))?;
+                    if !(0.0..=1e9).contains(&s) {
+                        return Err(format!("invalid timeout: {s}"));
+                    }
+                    self.timeout = Duration::from_secs_f64(s);
+                }
+                "threaded" => {
+                    if !parse_bool(&key, &v()?)? {
+                        self.threads = 1;
+                    }
+                }
+                "threads" => self.threads = parse_u32(&key, &v()?)? as usize,
+                "fsync" => self.fsync = parse_bool(&key, &v()?)?,
+                "volatile" => self.fsync = false,
+                "redirect_dir" => self.redirect_dir = parse_bool(&key, &v()?)?,
+                "metacopy" => self.metacopy = parse_bool(&key, &v()?)?,
+                "index" => self.index = parse_bool(&key, &v()?)?,
+                "userxattr" => self.userxattr = true,
+                "noxattrs" => self.xattrs = !parse_bool(&key, &val.clone().unwrap_or("1".into()))?,
+                "xattr_permissions" => {
+                    self.xattr_permissions = parse_u32(&key, &v()?)?.min(2) as u8
+                }
+                "allow_other" => self.allow_other = true,
+                "allow_root" => self.allow_root = true,
+                "ro" => self.read_only = true,
+                "rw" => self.read_only = false,
+                "static_nlink" => self.static_nlink = true,
+                "squash_to_root" => {
+                    self.squash_to_uid = Some(0);
+                    self.squash_to_gid = Some(0);
+                }
+                "squash_to_uid" => self.squash_to_uid = Some(parse_u32(&key, &v()?)?),
+                "squash_to_gid" => self.squash_to_gid = Some(parse_u32(&key, &v()?)?),
+                "uidmapping" => self.uid_map = parse_idmap(&key, &v()?)?,
+                "gidmapping" => self.gid_map = parse_idmap(&key, &v()?)?,
+                "fsname" => self.fsname = Some(v()?),
+                "subtype" => self.subtype = Some(v()?),
+                "suid" | "nosuid" | "dev" | "nodev" | "exec" | "noexec" | "atime" | "noatime"
+                | "diratime" | "nodiratime" | "relatime" | "norelatime" | "strictatime"
+                | "sync" | "async" | "dirsync" => self.mount_flags.push(key.clone()),
+                // Accepted for compatibility; behaviour is already what they ask for.
+                "default_permissions"
+                | "noacl"
+                | "xino"
+                | "ino32_t"
+                | "writeback"
+                | "kernel_cache"
+                | "max_write"
+                | "splice_write"
+                | "splice_read"
+                | "splice_move"
+                | "auto_unmount"
+                | "plugins"
+                | "fast_ino"
+                | "nfs_export"
+                | "defaults"
+                | "auto"
+                | "noauto"
+                | "user"
+                | "nouser"
+                | "users"
+                | "_netdev"
+                | "nofail" => {}
+                k if k.starts_with("x-") => {}
+                _ => self
+                    .warnings
+                    .push(format!("unknown option {opt:?} ignored")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    Mount {
+        opts: Box<Options>,
+        mountpoint: PathBuf,
+        foreground: bool,
+        debug: bool,
+    },
+    Help,
+    Version,
+}
+
+pub const USAGE: &str =
+    "usage: unionfs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,opts] MOUNTPOINT
+       unionfs SOURCE MOUNTPOINT -o OPTIONS       (mount.fuse form)
+
+Stacks read-only lower directories (A on top of B) under a writable upper
+directory, with the kernel overlayfs's semantics and on-disk format.
+Without upperdir the mount is read-only.
+
+  -f            stay in the foreground
+  -d            debug log (implies -f)
+  -o OPTIONS    lowerdir=, upperdir=, workdir=, timeout=SECS, threads=N,
+                fsync=0|1, volatile, redirect_dir=, metacopy=, userxattr,
+                allow_other, allow_root, ro, nosuid, nodev, noexec, noatime,
+                fsname=, subtype=, uidmapping=, gidmapping=, squash_to_root,
+                squash_to_uid=, squash_to_gid=, static_nlink, xattr_permissions=
+  -h, --help    this help
+  -V, --version print the version";
+
+/// Parse argv (without the program name).
+pub fn parse_args(args: &[String]) -> Result<Command, String> {
+    let mut opts = Options::default();
+    let mut positional = Vec::new();
+    let mut foreground = false;
+    let mut debug = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        match a.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "-f" => foreground = true,
+            "-d" | "--debug" => {
+                debug = true;
+                foreground = true;
+            }
+            "-s" => opts.threads = 1,
+            "-o" => {
+                i += 1;
+                let o = args.get(i).ok_or("-o needs an argument")?;
+                opts.apply(o)?;
+            }
+            s if s.starts_with("-o") => opts.apply(&s[2..])?,
+            s if s.starts_with('-') && s.len() > 1 => {
+                return Err(format!("unknown argument {s:?}"));
+            }
+            _ => positional.push(a.clone()),
+        }
+        i += 1;
+    }
+    // `unionfs SOURCE MOUNTPOINT` (mount.fuse form) or `unionfs MOUNTPOINT`.
+    let mountpoint = match positional.len() {
+        1 => positional.remove(0),
+        2 => positional.remove(1),
+        0 => return Err("missing MOUNTPOINT".into()),
+        _ => return Err(format!("too many arguments: {}", positional.join(" "))),
+    };
+    if opts.lowerdirs.is_empty() {
+        return Err("missing lowerdir= option".into());
+    }
+    if opts.upperdir.is_some() != opts.workdir.is_some() {
+        return Err("upperdir= and workdir= must be given together".into());
+    }
+    Ok(Command::Mount {
+        opts: Box::new(opts),
+        mountpoint: PathBuf::from(mountpoint),
+        foreground,
+        debug,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_fuse_overlayfs_form() {
+        let c = parse_args(&args(&[
+            "-o",
+            "lowerdir=/a:/b\\:c,upperdir=/u,workdir=/w,volatile,uidmapping=:0:100000:65536",
+            "/mnt",
+        ]))
+        .unwrap();
+        let Command::Mount {
+            opts,
+            mountpoint,
+            foreground,
+            ..
+        } = c
+        else {
+            panic!()
+        };
+        assert_eq!(
+            opts.lowerdirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b:c")]
+        );
+        assert_eq!(opts.upperdir, Some(PathBuf::from("/u")));
+        assert!(!opts.fsync);
+        assert_eq!(
+            opts.uid_map,
+            vec![IdMap {
+                inside: 0,
+                outside: 100000,
+                len: 65536
+            }]
+        );
+        assert_eq!(mountpoint, PathBuf::from("/mnt"));
+        assert!(!foreground);
+    }
+
+    #[test]
+    fn parses_mount_fuse_form_and_flags() {
+        let c = parse_args(&args(&[
+            "none",
+            "/m",
+            "-o",
+            "lowerdir=/l,ro,nosuid,bogus",
+            "-f",
+        ]));
+        let Command::Mount {
+            opts,
+            mountpoint,
+            foreground,
+            ..
+        } = c.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(mountpoint, PathBuf::from("/m"));
+        assert!(foreground && opts.read_only);
+        assert_eq!(opts.mount_flags, vec!["nosuid".to_string()]);
+        assert_eq!(opts.warnings.len(), 1);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(parse_args(&args(&["/m"])).is_err());
+        assert!(parse_args(&args(&["-o", "lowerdir=/l,upperdir=/u", "/m"])).is_err());
+        assert!(parse_args(&args(&["-o", "lowerdir=/l,timeout=x", "/m"])).is_err());
+        assert!(parse_args(&args(&["-o", "lowerdir=/l,uidmapping=1:2", "/m"])).is_err());
+        assert!(parse_args(&args(&["-o", "lowerdir=/l", "/a", "/b", "/c"])).is_err());
+        assert!(matches!(
+            parse_args(&args(&["--version"])),
+            Ok(Command::Version)
+        ));
+    }
+
+    #[test]
+    fn escaped_commas_in_paths() {
+        let mut o = Options::default();
+        o.apply("lowerdir=/a\\,b,upperdir=/u\\,1").unwrap();
+        assert_eq!(o.lowerdirs, vec![PathBuf::from("/a,b")]);
+        assert_eq!(o.upperdir, Some(PathBuf::from("/u,1")));
+    }
+}

@@ -1,0 +1,141 @@
+//! Mount the filesystem: validate, daemonize, start fuser's threads, handle
+//! signals and shut down cleanly.
+//!
+//! Without `-f` the process forks; the parent waits on a pipe and exits 0
+//! only once the child reports the mount live (or prints the child's error).
+
+use crate::fs::fuse::Fuse;
+use crate::fs::layers::Layers;
+use crate::fs::options::Options;
+use crate::fs::UnionFs;
+use crate::sys::{self, process};
+use fuser::{Config, MountOption, Session, SessionACL};
+use log::{info, warn};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+fn mount_options(opts: &Options, read_only: bool) -> Vec<MountOption> {
+    let mut v = vec![
+        MountOption::FSName(opts.fsname.clone().unwrap_or_else(|| "unionfs".into())),
+        MountOption::Subtype(opts.subtype.clone().unwrap_or_else(|| "unionfs".into())),
+        MountOption::DefaultPermissions,
+    ];
+    if read_only {
+        v.push(MountOption::RO);
+    }
+    for f in &opts.mount_flags {
+        v.push(match f.as_str() {
+            "suid" => MountOption::Suid,
+            "nosuid" => MountOption::NoSuid,
+            "dev" => MountOption::Dev,
+            "nodev" => MountOption::NoDev,
+            "exec" => MountOption::Exec,
+            "noexec" => MountOption::NoExec,
+            "atime" => MountOption::Atime,
+            "noatime" => MountOption::NoAtime,
+            "sync" => MountOption::Sync,
+            "async" => MountOption::Async,
+            "dirsync" => MountOption::DirSync,
+            other => MountOption::CUSTOM(other.to_string()),
+        });
+    }
+    v
+}
+
+/// Mount and serve until unmounted. Errors are one-line messages.
+pub fn run(opts: Options, mountpoint: &Path, foreground: bool) -> Result<(), String> {
+    let layers = Layers::open(&opts, mountpoint)?;
+    for w in &opts.warnings {
+        eprintln!("unionfs: warning: {w}");
+    }
+    let ready = if foreground { None } else { Some(daemonize()?) };
+    let result = serve(layers, opts, mountpoint, ready.as_ref());
+    if let (Err(msg), Some(fd)) = (&result, &ready) {
+        // The waiting parent prints it.
+        process::write_fd(fd.as_raw_fd(), format!("E{msg}").as_bytes());
+        process::exit_now(1);
+    }
+    result
+}
+
+/// Fork; the parent waits for the child's word and exits. Returns the
+/// child's end of the readiness pipe.
+fn daemonize() -> Result<OwnedFd, String> {
+    let (r, w) = process::pipe().map_err(|e| format!("pipe: {e}"))?;
+    match process::fork().map_err(|e| format!("fork: {e}"))? {
+        process::Fork::Parent(_) => {
+            drop(w);
+            let msg = process::read_all(r.as_raw_fd(), 4096);
+            match msg.first() {
+                Some(b'K') => process::exit_now(0),
+                Some(b'E') => {
+                    eprintln!(
+                        "unionfs: error: {}",
+                        String::from_utf8_lossy(&msg[1..]).trim()
+                    );
+                    process::exit_now(1)
+                }
+                _ => {
+                    eprintln!("unionfs: error: the daemon exited before the mount was ready");
+                    process::exit_now(1)
+                }
+            }
+        }
+        process::Fork::Child => {
+            drop(r);
+            process::setsid();
+            Ok(w)
+        }
+    }
+}
+
+fn serve(
+    layers: Layers,
+    opts: Options,
+    mountpoint: &Path,
+    ready: Option<&OwnedFd>,
+) -> Result<(), String> {
+    sys::set_umask(0);
+    sys::raise_nofile_limit();
+    process::block_signals(&SIGNALS);
+    let is_root = sys::geteuid() == 0;
+    let read_only = !layers.has_upper || opts.read_only;
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let mut config = Config::default();
+    config.mount_options = mount_options(&opts, read_only);
+    config.acl = if is_root || opts.allow_other {
+        SessionACL::All
+    } else if opts.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(threads);
+    config.clone_fd = true;
+    let fs = UnionFs::new(layers, opts).map_err(|e| format!("cannot start: {e}"))?;
+    let mut session = Session::new(Fuse::new(fs), mountpoint, &config)
+        .map_err(|e| format!("mount {}: {e}", mountpoint.display()))?;
+    info!("mounted {} with {threads} threads", mountpoint.display());
+    let mut unmounter = session.unmount_callable();
+    let mnt = mountpoint.to_path_buf();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let sig = process::wait_signal(&SIGNALS);
+            info!("signal {sig}: unmounting {}", mnt.display());
+            if let Err(e) = unmounter.unmount() {
+                warn!("unmount {}: {e}", mnt.display());
+            }
+        })
+        .map_err(|e| format!("cannot start signal thread: {e}"))?;
+    if let Some(fd) = ready {
+        process::write_fd(fd.as_raw_fd(), b"K");
+        process::detach_stdio();
+    }
+    session.run().map_err(|e| format!("session: {e}"))
+}

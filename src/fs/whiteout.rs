@@ -1,0 +1,115 @@
+//! Whiteouts and opaque directories: every on-disk form is read, the kernel's
+//! form is written (char 0:0 whiteouts, `overlay.opaque=y`).
+
+use crate::fs::layers::Layers;
+use crate::sys::{at, xattr};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// OCI whiteout marker prefix (`.wh.NAME`).
+pub const WH_PREFIX: &[u8] = b".wh.";
+/// OCI opaque-directory marker.
+pub const WH_OPAQUE: &[u8] = b".wh..wh..opq";
+
+const OPAQUE_XATTRS: [&str; 3] = [
+    "trusted.overlay.opaque",
+    "user.overlay.opaque",
+    "user.fuseoverlayfs.opaque",
+];
+const WHITEOUT_XATTRS: [&str; 2] = ["trusted.overlay.whiteout", "user.overlay.whiteout"];
+
+/// A name reserved for markers: never visible, never creatable.
+pub fn is_marker_name(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(WH_PREFIX)
+}
+
+/// The OCI marker that whites out `name`.
+pub fn oci_marker(name: &OsStr) -> OsString {
+    let mut v = WH_PREFIX.to_vec();
+    v.extend_from_slice(name.as_bytes());
+    OsString::from(std::ffi::OsStr::from_bytes(&v))
+}
+
+/// A kernel whiteout: a char device 0:0.
+pub fn is_whiteout_stat(st: &at::Stat) -> bool {
+    (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == 0
+}
+
+/// A zero-size regular file carrying an overlay whiteout xattr.
+pub fn is_xattr_whiteout(fd: RawFd, st: &at::Stat) -> bool {
+    (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+        && st.st_size == 0
+        && WHITEOUT_XATTRS.iter().any(|n| {
+            matches!(
+                xattr::get(xattr::Target::Path(fd), OsStr::new(n)),
+                Ok(Some(_))
+            )
+        })
+}
+
+/// Opacity of a real directory (held open O_RDONLY).
+pub fn is_opaque(dirfd: RawFd) -> bool {
+    let t = xattr::Target::Fd(dirfd);
+    if let Ok(names) = xattr::list(t) {
+        for n in OPAQUE_XATTRS {
+            if names.iter().any(|x| x == n.as_bytes()) && xattr::has_value(t, OsStr::new(n), b"y") {
+                return true;
+            }
+        }
+    }
+    at::lstatat(dirfd, OsStr::from_bytes(WH_OPAQUE)).is_ok()
+}
+
+/// Mark an upper directory opaque (kernel form: the xattr alone).
+pub fn set_opaque(layers: &Layers, dirfd: RawFd) -> io::Result<()> {
+    xattr::set(
+        xattr::Target::Fd(dirfd),
+        &layers.xattr_name("opaque"),
+        b"y",
+        0,
+    )
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh, unique name for staging an object in the work directory.
+pub fn temp_name() -> OsString {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    OsString::from(format!("#{:x}-{:x}", std::process::id(), n))
+}
+
+/// Create a whiteout object named `name` in `dirfd` (no replacement).
+/// Kernel form (char 0:0); OCI marker only where mknod is not permitted.
+pub fn create_whiteout(dirfd: RawFd, name: &OsStr) -> io::Result<()> {
+    match at::mknodat(dirfd, name, libc::S_IFCHR, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let fd = at::openat(dirfd, &oci_marker(name), libc::O_CREAT | libc::O_WRONLY, 0)?;
+            drop(fd);
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+/// Put a whiteout at `upperdir/name`, atomically replacing what is there
+/// (`exchange`: swap with an existing directory, which the caller then removes
+/// from the work dir; the returned name is that staged entry).
+pub fn whiteout_over(
+    layers: &Layers,
+    upperdir: RawFd,
+    name: &OsStr,
+    exchange: bool,
+) -> io::Result<Option<OsString>> {
+    let work = layers.work_fd()?;
+    let tmp = temp_name();
+    at::mknodat(work, &tmp, libc::S_IFCHR, 0)?;
+    let flags = if exchange { at::RENAME_EXCHANGE } else { 0 };
+    if let Err(e) = at::renameat2(work, &tmp, upperdir, name, flags) {
+        let _ = at::unlinkat(work, &tmp, 0);
+        return Err(e);
+    }
+    Ok(exchange.then_some(tmp))
+}
