@@ -60,7 +60,9 @@ pub fn to_attr(nodeid: u64, st: &at::Stat) -> FileAttr {
 /// Stat the inode's top object (works for unlinked-but-open objects too).
 pub fn getattr(ino: &Inode) -> io::Result<at::Stat> {
     let top = ino.snapshot().top().ok_or_else(|| err(libc::ESTALE))?;
-    at::fstat(top.as_raw_fd())
+    let mut st = at::fstat(top.as_raw_fd())?;
+    ino.fix_nlink(&mut st);
+    Ok(st)
 }
 
 /// The changes one setattr asks for.
@@ -116,5 +118,7 @@ pub fn setattr(fs: &UnionFs, ino: &Arc<Inode>, a: &SetAttr) -> io::Result<at::St
             at::futimens_path(fd, at_, mt)?;
         }
     }
-    at::fstat(fd)
+    let mut st = at::fstat(fd)?;
+    ino.fix_nlink(&mut st);
+    Ok(st)
 }

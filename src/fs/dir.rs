@@ -103,14 +103,15 @@ pub fn create(
         }
     };
     if over_whiteout {
-        if let Err(e) = at::renameat2(dir, &tname, pfd, name, 0) {
-            let flags = if matches!(obj, NewObj::Dir { .. }) {
-                libc::AT_REMOVEDIR
-            } else {
-                0
-            };
-            let _ = at::unlinkat(dir, &tname, flags);
+        // A directory cannot replace a non-directory: swap, then drop the whiteout.
+        let is_dir = matches!(obj, NewObj::Dir { .. });
+        let flags = if is_dir { at::RENAME_EXCHANGE } else { 0 };
+        if let Err(e) = at::renameat2(dir, &tname, pfd, name, flags) {
+            let _ = at::unlinkat(dir, &tname, if is_dir { libc::AT_REMOVEDIR } else { 0 });
             return Err(e);
+        }
+        if is_dir {
+            let _ = at::unlinkat(dir, &tname, 0);
         }
     }
     if let NewObj::Link { src } = obj {

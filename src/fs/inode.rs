@@ -107,6 +107,17 @@ impl Inode {
     pub fn upper(&self) -> Option<Fd> {
         self.state.read().upper.clone()
     }
+
+    /// The kernel overlay shows merged directories with nlink 1 (counting
+    /// subdirectories across layers is not worth it; `find` copes).
+    pub fn fix_nlink(&self, st: &mut libc::stat) {
+        if self.is_dir() {
+            let s = self.state.read();
+            if (s.upper.is_some() && !s.lowers.is_empty()) || s.lowers.len() > 1 {
+                st.st_nlink = 1;
+            }
+        }
+    }
 }
 
 /// Sharded nodeid -> inode map.

@@ -236,9 +236,8 @@ pub fn reference_found(
     name: &OsStr,
     f: Found,
 ) -> (Arc<Inode>, at::Stat) {
-    let nodeid = nodeid_of(fs, &f);
     let kind = f.st.st_mode & libc::S_IFMT;
-    let st = f.st;
+    let mut st = f.st;
     let lowers = if kind == libc::S_IFDIR || f.upper.is_none() {
         f.lowers
     } else {
@@ -252,27 +251,62 @@ pub fn reference_found(
         opaque: f.opaque,
         unlinked: false,
     };
-    let mut fresh = Some(state);
-    let (ino, created) = fs.inodes.reference(nodeid, || {
-        Inode::new(nodeid, kind, fresh.take().unwrap_or_default())
-    });
-    if !created {
-        if let Some(state) = fresh {
-            let mut cur = ino.state.write();
-            // Refresh a cached inode whose objects changed underneath (a name
-            // that was removed and made again, a copy-up seen through another name).
-            let same_top = match (cur.top_fd(), state.top_fd()) {
-                (Some(a), Some(b)) => same_object(a, b),
-                _ => false,
-            };
-            if ino.kind == kind && (!same_top || cur.unlinked) {
-                *cur = state;
-            } else if cur.unlinked {
-                cur.unlinked = false;
-            }
+    let mut nodeid = nodeid_of(
+        fs,
+        &Found {
+            upper: state.upper.clone(),
+            lowers: state.lowers.clone(),
+            opaque: false,
+            st,
+        },
+    );
+    let ino = loop {
+        let mut fresh = Some(state.clone());
+        let (ino, created) = fs.inodes.reference(nodeid, || {
+            Inode::new(nodeid, kind, fresh.take().unwrap_or_default())
+        });
+        if created {
+            break ino;
         }
-    }
+        let mut cur = ino.state.write();
+        let same = match (cur.top_fd(), state.top_fd()) {
+            (Some(a), Some(b)) => same_object(a, b),
+            _ => false,
+        };
+        if same {
+            cur.unlinked = false;
+        } else if cur.unlinked || ino.kind != kind {
+            // The name was removed and made again: the number is free.
+            *cur = state;
+        } else if nodeid & ALT_BIT == 0 {
+            // Two live objects with one origin number (lower hard links after
+            // one of them was copied up): the later one gets its own number.
+            drop(cur);
+            fs.inodes.forget(nodeid, 1);
+            nodeid = alt_nodeid(parent.nodeid, name);
+            continue;
+        } else {
+            *cur = state;
+        }
+        drop(cur);
+        break ino;
+    };
+    ino.fix_nlink(&mut st);
     (ino, st)
+}
+
+/// Marks numbers handed out for objects whose origin number is taken.
+const ALT_BIT: u64 = 1 << 63;
+
+/// A stable number for `parent/name` (FNV-1a), used when the origin's is taken.
+fn alt_nodeid(parent: u64, name: &OsStr) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in parent.to_le_bytes().iter().chain(name.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    ALT_BIT | (h >> 1)
 }
 
 fn same_object(a: RawFd, b: RawFd) -> bool {
