@@ -383,8 +383,13 @@ pub fn rename(
     }
     let need_wh = lower_visible(&ps, name)?;
     let dst_is_wh = matches!(dst_upper, Probe::Whiteout) && at::lstatat(npfd, newname).is_ok();
-    if need_wh && dst_is_wh {
+    if dst_is_wh {
+        // Swap with the whiteout: the old name keeps it if a lower still has
+        // that name, else it goes (a directory cannot replace a whiteout).
         at::renameat2(pfd, name, npfd, newname, at::RENAME_EXCHANGE)?;
+        if !need_wh {
+            at::unlinkat(pfd, name, 0)?;
+        }
     } else if need_wh {
         match at::renameat2(pfd, name, npfd, newname, at::RENAME_WHITEOUT) {
             Ok(()) => {}
