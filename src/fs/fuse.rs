@@ -1,7 +1,7 @@
 //! The only implementation of fuser's `Filesystem`: each handler decodes the
 //! request, calls one function of the modules beside it and encodes the reply.
 
-use crate::fs::attr::{self, to_attr, SetAttr};
+use crate::fs::attr::{self, SetAttr};
 use crate::fs::dir::{self, Caller, NewObj};
 use crate::fs::inode::Inode;
 use crate::fs::readdir::{self, DirHandle};
@@ -35,6 +35,15 @@ impl Fuse {
         Fuse { fs, ttl }
     }
 
+    /// The request's credentials as stored ids.
+    fn caller(&self, req: &Request) -> io::Result<Caller> {
+        let ids = &self.fs.ids;
+        Ok(Caller {
+            uid: ids.creator_uid(req.uid()),
+            gid: ids.creator_gid(req.gid()),
+        })
+    }
+
     fn inode(&self, ino: INodeNo) -> io::Result<Arc<Inode>> {
         self.fs.inode(ino.0)
     }
@@ -63,11 +72,8 @@ fn time_of(t: TimeOrNow) -> Time {
     }
 }
 
-fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-    }
+fn mapped<T>(v: Option<T>) -> io::Result<T> {
+    v.ok_or_else(|| lookup::err(libc::EINVAL))
 }
 
 fn reply_xattr(reply: ReplyXattr, data: io::Result<Vec<u8>>, size: u32, op: &str) {
@@ -85,7 +91,7 @@ impl Fuse {
             Ok((ino, st)) => reply.entry_with_ttls(
                 &self.ttl,
                 &self.ttl,
-                &to_attr(ino.nodeid, &st),
+                &self.fs.attr_of(ino.nodeid, &st),
                 Generation(0),
             ),
             Err(e) => reply.error(errno(op, e)),
@@ -103,7 +109,7 @@ impl Fuse {
     ) {
         let r = self
             .inode(parent)
-            .and_then(|p| dir::create(&self.fs, &p, name, obj, caller(req)));
+            .and_then(|p| dir::create(&self.fs, &p, name, obj, self.caller(req)?));
         self.entry(reply, r.map(|(i, st, _)| (i, st)), op);
     }
 }
@@ -142,7 +148,7 @@ impl Filesystem for Fuse {
             None => self.inode(ino).and_then(|i| attr::getattr(&i)),
         };
         match r {
-            Ok(st) => reply.attr(&self.ttl, &to_attr(ino.0, &st)),
+            Ok(st) => reply.attr(&self.ttl, &self.fs.attr_of(ino.0, &st)),
             Err(e) => reply.error(errno("getattr", e)),
         }
     }
@@ -165,6 +171,14 @@ impl Filesystem for Fuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let ids = &self.fs.ids;
+        let (uid, gid) = match (
+            uid.map(|u| mapped(ids.stored_uid(u))).transpose(),
+            gid.map(|g| mapped(ids.stored_gid(g))).transpose(),
+        ) {
+            (Ok(u), Ok(g)) => (u, g),
+            (Err(e), _) | (_, Err(e)) => return reply.error(errno("setattr", e)),
+        };
         let a = SetAttr {
             mode,
             uid,
@@ -178,7 +192,7 @@ impl Filesystem for Fuse {
             .inode(ino)
             .and_then(|i| attr::setattr(&self.fs, &i, &a))
         {
-            Ok(st) => reply.attr(&self.ttl, &to_attr(ino.0, &st)),
+            Ok(st) => reply.attr(&self.ttl, &self.fs.attr_of(ino.0, &st)),
             Err(e) => reply.error(errno("setattr", e)),
         }
     }
@@ -570,7 +584,7 @@ impl Filesystem for Fuse {
                 &p,
                 name,
                 NewObj::File { mode, flags },
-                caller(req),
+                self.caller(req)?,
             )?;
             let fd = fd.ok_or_else(|| lookup::err(libc::EIO))?;
             Ok((file::register(&self.fs, &ino, fd), ino, st))
@@ -578,7 +592,7 @@ impl Filesystem for Fuse {
         match r {
             Ok((fh, ino, st)) => reply.created(
                 &self.ttl,
-                &to_attr(ino.nodeid, &st),
+                &self.fs.attr_of(ino.nodeid, &st),
                 Generation(0),
                 FileHandle(fh),
                 FopenFlags::FOPEN_KEEP_CACHE,

@@ -6,10 +6,11 @@
 //! - [`whiteout`]: every whiteout/opaque form read, the kernel form written
 //! - [`lookup`]: resolve one name through the layers
 //! - [`copy_up`]: bring a lower object (and its parents) into the upper
-//! - [`dir`]: create/link/unlink/rmdir/rename
+//! - [`dir`]: create, link, unlink, rmdir, rename
 //! - [`readdir`]: merged directory listings per open handle
 //! - [`file`]: open files and their data operations
-//! - [`attr`]: getattr/setattr
+//! - [`attr`]: getattr and setattr
+//! - [`idmap`]: uid/gid mapping and squashing of the owners shown
 //! - [`xattr`]: extended attributes, private overlay names hidden
 //! - [`fuse`]: the only `fuser::Filesystem` implementation (thin handlers)
 //! - [`session`]: mount, daemonize, signals, clean shutdown
@@ -19,6 +20,7 @@ pub mod copy_up;
 pub mod dir;
 pub mod file;
 pub mod fuse;
+pub mod idmap;
 pub mod inode;
 pub mod layers;
 pub mod lookup;
@@ -42,6 +44,7 @@ use std::sync::Arc;
 pub struct UnionFs {
     pub layers: Layers,
     pub opts: Options,
+    pub ids: idmap::IdMapper,
     pub inodes: InodeTable,
     pub files: DashMap<u64, Arc<file::OpenFile>>,
     pub dirs: DashMap<u64, Arc<readdir::DirHandle>>,
@@ -70,6 +73,7 @@ impl UnionFs {
         }
         let fs = UnionFs {
             layers,
+            ids: idmap::IdMapper::new(&opts),
             opts,
             inodes: InodeTable::default(),
             files: DashMap::new(),
@@ -90,6 +94,18 @@ impl UnionFs {
         self.inodes
             .get(nodeid)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ESTALE))
+    }
+
+    /// The attributes the kernel sees for `nodeid` whose top object has `st`.
+    pub fn attr_of(&self, nodeid: u64, st: &libc::stat) -> fuser::FileAttr {
+        let mut a = attr::to_attr(nodeid, st);
+        if !self.ids.is_identity() {
+            (a.uid, a.gid) = self.ids.shown(a.uid, a.gid);
+        }
+        if self.opts.static_nlink && a.kind == fuser::FileType::Directory {
+            a.nlink = 1;
+        }
+        a
     }
 
     /// EROFS unless there is an upper layer.

@@ -147,7 +147,7 @@ fn parse_u32(key: &str, v: &str) -> Result<u32, String> {
 /// `ID:MAPPED:LEN[:ID:MAPPED:LEN...]`, an optional leading colon (podman) accepted.
 pub fn parse_idmap(key: &str, v: &str) -> Result<Vec<IdMap>, String> {
     let nums: Vec<&str> = v.trim_start_matches(':').split(':').collect();
-    if nums.len() % 3 != 0 || nums.is_empty() {
+    if !nums.len().is_multiple_of(3) || nums.is_empty() {
         return Err(format!(
             "invalid {key}: {v:?} (expected ID:MAPPED:LEN[:...])"
         ));

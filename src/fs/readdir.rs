@@ -45,7 +45,10 @@ fn dtype_kind(d: u8) -> Option<u32> {
 }
 
 /// Entries of one real directory, whiteouts split out: (visible, whited-out names).
-fn read_layer(dirfd: RawFd) -> io::Result<(Vec<(OsString, u32, u64)>, Vec<OsString>)> {
+/// (name, S_IFMT kind, d_ino) of one real directory entry.
+type RawEntry = (OsString, u32, u64);
+
+fn read_layer(dirfd: RawFd) -> io::Result<(Vec<RawEntry>, Vec<OsString>)> {
     let mut vis = Vec::new();
     let mut wh = Vec::new();
     for (name, dtype, ino) in at::read_dir_fd(dirfd)? {
