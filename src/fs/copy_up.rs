@@ -68,15 +68,7 @@ fn copy_object(
     let sst = at::fstat(src)?;
     let kind = sst.st_mode & libc::S_IFMT;
     let tmp = temp_name();
-    let staged = stage(
-        layers,
-        src,
-        &sst,
-        work,
-        &tmp,
-        with_data && !detached,
-        fs.opts.fsync,
-    );
+    let staged = stage(layers, src, &sst, work, &tmp, with_data, fs.opts.fsync);
     if let Err(e) = staged {
         remove_staged(work, &tmp, kind);
         return Err(e);

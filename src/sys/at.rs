@@ -22,7 +22,8 @@ pub fn openat(dirfd: RawFd, name: &OsStr, flags: i32, mode: u32) -> io::Result<O
 /// Open the object behind an `O_PATH` fd with real access flags.
 pub fn reopen(fd: RawFd, flags: i32) -> io::Result<OwnedFd> {
     let p = proc_path(fd);
-    let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY);
+    // O_NOFOLLOW would stop at the /proc magic link itself (ELOOP).
+    let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW);
     // SAFETY: valid C string.
     let nfd = cvt(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) })?;
     // SAFETY: fresh fd.
