@@ -146,24 +146,28 @@ fn stage(
     }
     let obj = at::openat(work, tmp, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
     let ofd = obj.as_raw_fd();
-    if kind != libc::S_IFLNK {
-        let (s, d) = if kind == libc::S_IFDIR {
-            (
-                xattr::Target::Fd(src),
-                at::openat(work, tmp, libc::O_RDONLY | libc::O_DIRECTORY, 0).map(Some)?,
-            )
-        } else {
-            (xattr::Target::Path(src), None)
-        };
-        let dt = d.as_ref().map_or(xattr::Target::Path(ofd), |d| {
-            xattr::Target::Fd(d.as_raw_fd())
-        });
-        copy_xattrs(layers, s, dt)?;
-        let origin = format!("{}:{}", sst.st_dev, sst.st_ino);
-        // Best effort: without it st_ino changes after remount, nothing else.
-        if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
-            debug!("cannot record origin: {e}");
-        }
+    let (s, d) = if kind == libc::S_IFDIR {
+        (
+            xattr::Target::Fd(src),
+            Some(at::openat(
+                work,
+                tmp,
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            )?),
+        )
+    } else {
+        (xattr::Target::Path(src), None)
+    };
+    let dt = d.as_ref().map_or(xattr::Target::Path(ofd), |d| {
+        xattr::Target::Fd(d.as_raw_fd())
+    });
+    copy_xattrs(layers, s, dt)?;
+    let origin = format!("{}:{}", sst.st_dev, sst.st_ino);
+    // Best effort (user.* xattrs are not allowed on symlinks): without it
+    // st_ino changes after remount, nothing else.
+    if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
+        debug!("cannot record origin: {e}");
     }
     at::fchown(ofd, Some(sst.st_uid), Some(sst.st_gid))?;
     if kind != libc::S_IFLNK {

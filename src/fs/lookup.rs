@@ -165,11 +165,7 @@ pub fn lower_visible(parent: &InodeState, name: &OsStr) -> io::Result<bool> {
 
 /// Read the origin (dev, ino) recorded on an upper object at copy-up.
 fn origin(fs: &UnionFs, fd: RawFd, st: &at::Stat) -> Option<(u64, u64)> {
-    let kind = st.st_mode & libc::S_IFMT;
-    if kind == libc::S_IFLNK {
-        return None;
-    }
-    let t = if kind == libc::S_IFDIR {
+    let t = if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR {
         xattr::Target::Fd(fd)
     } else {
         xattr::Target::Path(fd)
@@ -186,17 +182,8 @@ pub const ORIGIN_XATTR: &str = "unionfs.origin";
 /// The st_ino / nodeid of a found object.
 pub fn nodeid_of(fs: &UnionFs, f: &Found) -> u64 {
     if let Some(u) = &f.upper {
-        let kind = f.st.st_mode & libc::S_IFMT;
         if let Some((dev, ino)) = origin(fs, u.as_raw_fd(), &f.st) {
             return fs.layers.ino_for(dev, ino);
-        }
-        // Symlinks carry no xattr: a copied-up symlink keeps its lower twin's number.
-        if kind == libc::S_IFLNK {
-            if let Some(l) = f.lowers.first() {
-                if let Ok(st) = at::fstat(l.fd.as_raw_fd()) {
-                    return fs.layers.ino_for(st.st_dev, st.st_ino);
-                }
-            }
         }
     }
     fs.layers.ino_for(f.st.st_dev, f.st.st_ino)
@@ -208,24 +195,7 @@ pub fn lookup(
     parent: &Arc<Inode>,
     name: &OsStr,
 ) -> io::Result<(Arc<Inode>, at::Stat)> {
-    let pstate = parent.snapshot();
-    let mut f = find(&pstate, name)?.ok_or_else(|| err(libc::ENOENT))?;
-    if f.upper.is_some()
-        && f.lowers.is_empty()
-        && !is_dir(&f.st)
-        && (f.st.st_mode & libc::S_IFMT) == libc::S_IFLNK
-    {
-        // A copied-up symlink: find its lower twin for the inode number.
-        if let Some(Found { lowers, .. }) = find(
-            &InodeState {
-                upper: None,
-                ..pstate.clone()
-            },
-            name,
-        )? {
-            f.lowers = lowers;
-        }
-    }
+    let f = find(&parent.snapshot(), name)?.ok_or_else(|| err(libc::ENOENT))?;
     Ok(reference_found(fs, parent, name, f))
 }
 
