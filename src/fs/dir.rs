@@ -336,9 +336,6 @@ pub fn rename(
             if !is_dir(&d.st) && src_dir {
                 return Err(err(libc::ENOTDIR));
             }
-            if is_dir(&d.st) && !readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)? {
-                return Err(err(libc::ENOTEMPTY));
-            }
         }
         _ => {}
     }
@@ -349,6 +346,13 @@ pub fn rename(
     if let Some(d) = &dst {
         if exchange && is_dir(&d.st) && !d.lowers.is_empty() {
             return Err(err(libc::EXDEV));
+        }
+        // Checked after EXDEV, as the kernel does.
+        if !exchange
+            && is_dir(&d.st)
+            && !readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)?
+        {
+            return Err(err(libc::ENOTEMPTY));
         }
     }
     let pup = copy_up(fs, parent)?;
