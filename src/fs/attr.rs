@@ -106,17 +106,7 @@ pub fn setattr(fs: &UnionFs, ino: &Arc<Inode>, a: &SetAttr) -> io::Result<at::St
     if a.atime.is_some() || a.mtime.is_some() {
         let at_ = a.atime.unwrap_or(Time::Omit);
         let mt = a.mtime.unwrap_or(Time::Omit);
-        if ino.is_symlink() {
-            let s = ino.snapshot();
-            let parent = s
-                .parent
-                .as_ref()
-                .and_then(|p| p.upper())
-                .ok_or_else(|| err(libc::EIO))?;
-            at::utimensat(parent.as_raw_fd(), &s.name, at_, mt)?;
-        } else {
-            at::futimens_path(fd, at_, mt)?;
-        }
+        at::futimens(fd, at_, mt)?;
     }
     let mut st = at::fstat(fd)?;
     ino.fix_nlink(&mut st);

@@ -7,7 +7,7 @@
 
 use crate::fs::inode::Inode;
 use crate::fs::layers::{Fd, Layers};
-use crate::fs::lookup::{err, open_dir_at, ORIGIN_XATTR};
+use crate::fs::lookup::{err, open_dir_at, ALT_BIT, ORIGIN_XATTR};
 use crate::fs::whiteout::temp_name;
 use crate::fs::UnionFs;
 use crate::sys::{at, xattr};
@@ -36,48 +36,62 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
     }
     let st = ino.snapshot();
     let src = st.lowers.first().ok_or_else(|| err(libc::EIO))?.clone();
-    let up = copy_object(
-        fs,
-        src.fd.as_raw_fd(),
-        pup.as_raw_fd(),
-        &st.name,
-        st.unlinked,
+    let job = Job {
+        src: src.fd.as_raw_fd(),
+        updir: pup.as_raw_fd(),
+        name: &st.name,
+        detached: st.unlinked,
         with_data,
-    )
-    .inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
+        // A number not derived from the lower inode is recorded as it is.
+        keep_nodeid: (ino.nodeid & ALT_BIT != 0).then_some(ino.nodeid),
+    };
+    let up = copy_object(fs, &job).inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
     let mut w = ino.state.write();
     w.upper = Some(up.clone());
     if !ino.is_dir() {
         w.lowers.clear();
+        // Other names of a lower hard link still show the lower file (as the
+        // kernel overlay without index=on does): they are other objects now,
+        // and the kernel must look them up again.
+        for (p, n) in w.links.drain(..) {
+            fs.forget_name(p.nodeid, n);
+        }
     }
     Ok(up)
 }
 
-/// Copy one real object into `updir/name` via the work dir. `detached`: the
-/// name is gone (unlinked but open): the copy stays nameless in the work dir.
-fn copy_object(
-    fs: &UnionFs,
+/// One object to copy up.
+struct Job<'a> {
+    /// The lower object.
     src: RawFd,
+    /// The upper parent directory and the name to give the copy.
     updir: RawFd,
-    name: &OsStr,
+    name: &'a OsStr,
+    /// The name is gone (unlinked but open): the copy stays nameless in the work dir.
     detached: bool,
     with_data: bool,
-) -> io::Result<Fd> {
+    /// Record this inode number as the origin instead of the lower inode's.
+    keep_nodeid: Option<u64>,
+}
+
+/// Copy one real object into `updir/name` via the work dir.
+fn copy_object(fs: &UnionFs, job: &Job<'_>) -> io::Result<Fd> {
     let layers = &fs.layers;
     let work = layers.work_fd()?;
-    let sst = at::fstat(src)?;
+    let sst = at::fstat(job.src)?;
     let kind = sst.st_mode & libc::S_IFMT;
     let tmp = temp_name();
-    let staged = stage(layers, src, &sst, work, &tmp, with_data, fs.opts.fsync);
+    let staged = stage(layers, job, &sst, work, &tmp, fs.opts.fsync);
     if let Err(e) = staged {
         remove_staged(work, &tmp, kind);
         return Err(e);
     }
-    if detached {
+    if job.detached {
         let fd = open_obj(work, &tmp, kind)?;
         remove_staged(work, &tmp, kind);
         return Ok(fd);
     }
+    let (updir, name) = (job.updir, job.name);
     match at::renameat2(work, &tmp, updir, name, at::RENAME_NOREPLACE) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -110,15 +124,8 @@ fn remove_staged(work: RawFd, tmp: &OsStr, kind: u32) {
 }
 
 /// Build the complete copy at `work/tmp`.
-fn stage(
-    layers: &Layers,
-    src: RawFd,
-    sst: &at::Stat,
-    work: RawFd,
-    tmp: &OsStr,
-    with_data: bool,
-    sync: bool,
-) -> io::Result<()> {
+fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsStr, sync: bool) -> io::Result<()> {
+    let src = job.src;
     let kind = sst.st_mode & libc::S_IFMT;
     let mode = sst.st_mode & 0o7777;
     match kind {
@@ -130,7 +137,7 @@ fn stage(
                 libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
                 0o600,
             )?;
-            if with_data && sst.st_size > 0 {
+            if job.with_data && sst.st_size > 0 {
                 let s = at::reopen(src, libc::O_RDONLY)?;
                 copy_data(s.as_raw_fd(), dst.as_raw_fd(), sst.st_size as u64)?;
             }
@@ -163,7 +170,10 @@ fn stage(
         xattr::Target::Fd(d.as_raw_fd())
     });
     copy_xattrs(layers, s, dt)?;
-    let origin = format!("{}:{}", sst.st_dev, sst.st_ino);
+    let origin = match job.keep_nodeid {
+        Some(n) => format!("n:{n}"),
+        None => format!("{}:{}", sst.st_dev, sst.st_ino),
+    };
     // Best effort (user.* xattrs are not allowed on symlinks): without it
     // st_ino changes after remount, nothing else.
     if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {

@@ -116,6 +116,7 @@ pub fn create(
     }
     if let NewObj::Link { src } = obj {
         let st = at::fstat(src.upper().ok_or_else(|| err(libc::EIO))?.as_raw_fd())?;
+        src.state.write().add_alias(parent, name);
         let (ino, _) = fs.inodes.reference(src.nodeid, || {
             Inode::new(src.nodeid, src.kind, src.snapshot())
         });
@@ -207,7 +208,7 @@ fn make(
 
 /// The cached inode for a found object, or a transient one (not entered in the table).
 fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<Inode> {
-    let id = lookup::nodeid_of(fs, f);
+    let id = lookup::nodeid_for(fs, parent, name, f);
     if let Some(i) = fs.inodes.get(id) {
         return i;
     }
@@ -218,6 +219,7 @@ fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<
         InodeState {
             parent: Some(parent.clone()),
             name: name.to_os_string(),
+            links: Vec::new(),
             upper: f.upper.clone(),
             lowers: f.lowers.clone(),
             opaque: f.opaque,
@@ -226,24 +228,10 @@ fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<
     ))
 }
 
-fn mark_unlinked(fs: &UnionFs, f: &Found) {
-    if let Some(i) = fs.inodes.get(lookup::nodeid_of(fs, f)) {
-        let st = at::fstat(f.st_fd()).ok();
-        let mut s = i.state.write();
-        // Other hard links keep it linked.
-        if st.is_none_or(|st| st.st_nlink <= 1 || is_dir(&st)) {
-            s.unlinked = true;
-        }
-    }
-}
-
-impl Found {
-    fn st_fd(&self) -> RawFd {
-        self.upper
-            .as_ref()
-            .map(|u| u.as_raw_fd())
-            .or_else(|| self.lowers.first().map(|l| l.fd.as_raw_fd()))
-            .unwrap_or(-1)
+/// `parent/name` of a found object went away.
+fn mark_unlinked(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) {
+    if let Some(i) = fs.inodes.get(lookup::nodeid_for(fs, parent, name, f)) {
+        i.state.write().remove_alias(parent.nodeid, name);
     }
 }
 
@@ -290,14 +278,12 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
             whiteout_over(&fs.layers, pfd, name, false)?;
         }
     }
-    mark_unlinked(fs, &f);
+    mark_unlinked(fs, parent, name, &f);
     Ok(())
 }
 
-fn set_name(ino: &Arc<Inode>, parent: &Arc<Inode>, name: &OsStr) {
-    let mut s = ino.state.write();
-    s.parent = Some(parent.clone());
-    s.name = name.to_os_string();
+fn set_name(ino: &Inode, parent: &Inode, name: &OsStr, newparent: &Arc<Inode>, newname: &OsStr) {
+    ino.state.write().rename_alias(parent.nodeid, name, newparent, newname);
 }
 
 /// rename(2) with RENAME_NOREPLACE / RENAME_EXCHANGE.
@@ -371,8 +357,8 @@ pub fn rename(
             set_opaque(&fs.layers, dst_up.as_raw_fd())?;
         }
         at::renameat2(pfd, name, npfd, newname, at::RENAME_EXCHANGE)?;
-        set_name(&src_ino, newparent, newname);
-        set_name(d, parent, name);
+        set_name(&src_ino, parent, name, newparent, newname);
+        set_name(d, newparent, newname, parent, name);
         return Ok(());
     }
     let dst_upper = probe(npfd, newname)?;
@@ -407,8 +393,8 @@ pub fn rename(
         at::renameat2(pfd, name, npfd, newname, 0)?;
     }
     if let Some(d) = &dst {
-        mark_unlinked(fs, d);
+        mark_unlinked(fs, newparent, newname, d);
     }
-    set_name(&src_ino, newparent, newname);
+    set_name(&src_ino, parent, name, newparent, newname);
     Ok(())
 }

@@ -12,7 +12,7 @@
 use crate::fs::layers::Fd;
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub struct InodeState {
     /// Parent directory and name (for copy-up of parents; updated on rename).
     pub parent: Option<Arc<Inode>>,
     pub name: OsString,
+    /// Further names of a hard-linked non-directory the kernel looked up.
+    pub links: Vec<(Arc<Inode>, OsString)>,
     /// The upper object, if any (O_RDONLY for directories, O_PATH otherwise).
     pub upper: Option<Fd>,
     /// Lower objects: for a non-directory the top-most lower copy; for a
@@ -57,6 +59,49 @@ impl InodeState {
         self.upper
             .clone()
             .or_else(|| self.lowers.first().map(|l| l.fd.clone()))
+    }
+
+    /// Record another name the kernel knows this object by.
+    pub fn add_alias(&mut self, parent: &Arc<Inode>, name: &OsStr) {
+        let same = |p: &Arc<Inode>, n: &OsStr| p.nodeid == parent.nodeid && n == name;
+        if self.parent.as_ref().is_some_and(|p| same(p, &self.name)) || self.links.iter().any(|(p, n)| same(p, n)) {
+            return;
+        }
+        if self.unlinked {
+            self.parent = Some(parent.clone());
+            self.name = name.to_os_string();
+            self.unlinked = false;
+        } else {
+            self.links.push((parent.clone(), name.to_os_string()));
+        }
+    }
+
+    /// A name of this object went away; `unlinked` once none is left.
+    pub fn remove_alias(&mut self, parent: u64, name: &OsStr) {
+        if self.parent.as_ref().is_some_and(|p| p.nodeid == parent) && self.name == name {
+            match self.links.pop() {
+                Some((p, n)) => {
+                    self.parent = Some(p);
+                    self.name = n;
+                }
+                None => self.unlinked = true,
+            }
+        } else {
+            self.links.retain(|(p, n)| !(p.nodeid == parent && n == name));
+        }
+    }
+
+    /// A name of this object was renamed.
+    pub fn rename_alias(&mut self, parent: u64, name: &OsStr, newparent: &Arc<Inode>, newname: &OsStr) {
+        if self.parent.as_ref().is_some_and(|p| p.nodeid == parent) && self.name == name {
+            self.parent = Some(newparent.clone());
+            self.name = newname.to_os_string();
+        } else if let Some(l) = self.links.iter_mut().find(|(p, n)| p.nodeid == parent && n == name) {
+            *l = (newparent.clone(), newname.to_os_string());
+        } else {
+            self.parent = Some(newparent.clone());
+            self.name = newname.to_os_string();
+        }
     }
 
     /// Some lower layer has this object (so removing its name needs a whiteout).

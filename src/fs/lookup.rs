@@ -163,8 +163,16 @@ pub fn lower_visible(parent: &InodeState, name: &OsStr) -> io::Result<bool> {
     Ok(false)
 }
 
-/// Read the origin (dev, ino) recorded on an upper object at copy-up.
-fn origin(fs: &UnionFs, fd: RawFd, st: &at::Stat) -> Option<(u64, u64)> {
+/// What a copied-up object records about where it came from.
+enum Origin {
+    /// The lower object's device and inode number.
+    Lower(u64, u64),
+    /// An inode number given as it is (names of lower hard links).
+    Number(u64),
+}
+
+/// Read the origin recorded on an upper object at copy-up.
+fn origin(fs: &UnionFs, fd: RawFd, st: &at::Stat) -> Option<Origin> {
     let t = if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR {
         xattr::Target::Fd(fd)
     } else {
@@ -173,17 +181,35 @@ fn origin(fs: &UnionFs, fd: RawFd, st: &at::Stat) -> Option<(u64, u64)> {
     let v = xattr::get(t, &fs.layers.xattr_name(ORIGIN_XATTR)).ok()??;
     let s = std::str::from_utf8(&v).ok()?;
     let (d, i) = s.split_once(':')?;
-    Some((d.parse().ok()?, i.parse().ok()?))
+    if d == "n" {
+        return Some(Origin::Number(i.parse().ok()?));
+    }
+    Some(Origin::Lower(d.parse().ok()?, i.parse().ok()?))
 }
 
 /// Suffix of the private xattr recording a copied-up object's origin inode.
 pub const ORIGIN_XATTR: &str = "unionfs.origin";
 
-/// The st_ino / nodeid of a found object.
-pub fn nodeid_of(fs: &UnionFs, f: &Found) -> u64 {
+/// The st_ino / nodeid of the object found at `parent/name`.
+pub fn nodeid_for(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> u64 {
+    let kind = f.st.st_mode & libc::S_IFMT;
+    if f.upper.is_none() && kind != libc::S_IFDIR && f.st.st_nlink > 1 {
+        // A lower file with several names: each name is its own object (the
+        // kernel overlay breaks such links at copy-up, and a request carries
+        // no name to tell which one is being written), so each gets its own
+        // number.
+        return alt_nodeid(parent.nodeid, name);
+    }
+    nodeid_of(fs, f)
+}
+
+/// The st_ino / nodeid of a found object from its origin.
+fn nodeid_of(fs: &UnionFs, f: &Found) -> u64 {
     if let Some(u) = &f.upper {
-        if let Some((dev, ino)) = origin(fs, u.as_raw_fd(), &f.st) {
-            return fs.layers.ino_for(dev, ino);
+        match origin(fs, u.as_raw_fd(), &f.st) {
+            Some(Origin::Lower(dev, ino)) => return fs.layers.ino_for(dev, ino),
+            Some(Origin::Number(n)) => return n,
+            None => {}
         }
     }
     fs.layers.ino_for(f.st.st_dev, f.st.st_ino)
@@ -206,6 +232,7 @@ pub fn reference_found(
     name: &OsStr,
     f: Found,
 ) -> (Arc<Inode>, at::Stat) {
+    let mut nodeid = nodeid_for(fs, parent, name, &f);
     let kind = f.st.st_mode & libc::S_IFMT;
     let mut st = f.st;
     let lowers = if kind == libc::S_IFDIR || f.upper.is_none() {
@@ -216,20 +243,12 @@ pub fn reference_found(
     let state = InodeState {
         parent: Some(parent.clone()),
         name: name.to_os_string(),
+        links: Vec::new(),
         upper: f.upper,
         lowers,
         opaque: f.opaque,
         unlinked: false,
     };
-    let mut nodeid = nodeid_of(
-        fs,
-        &Found {
-            upper: state.upper.clone(),
-            lowers: state.lowers.clone(),
-            opaque: false,
-            st,
-        },
-    );
     let ino = loop {
         let mut fresh = Some(state.clone());
         let (ino, created) = fs.inodes.reference(nodeid, || {
@@ -244,7 +263,7 @@ pub fn reference_found(
             _ => false,
         };
         if same {
-            cur.unlinked = false;
+            cur.add_alias(parent, name);
         } else if cur.unlinked || ino.kind != kind {
             // The name was removed and made again: the number is free.
             *cur = state;
@@ -266,7 +285,7 @@ pub fn reference_found(
 }
 
 /// Marks numbers handed out for objects whose origin number is taken.
-const ALT_BIT: u64 = 1 << 63;
+pub const ALT_BIT: u64 = 1 << 63;
 
 /// A stable number for `parent/name` (FNV-1a), used when the origin's is taken.
 fn alt_nodeid(parent: u64, name: &OsStr) -> u64 {

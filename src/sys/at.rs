@@ -199,12 +199,19 @@ pub fn utimensat(dirfd: RawFd, name: &OsStr, atime: Time, mtime: Time) -> io::Re
         .map(drop)
 }
 
-/// Set times of the (non-symlink) object behind an fd.
-pub fn futimens_path(fd: RawFd, atime: Time, mtime: Time) -> io::Result<()> {
-    let p = proc_path(fd);
+/// Set times of the object an fd refers to (`O_PATH` and symlinks too).
+pub fn futimens(fd: RawFd, atime: Time, mtime: Time) -> io::Result<()> {
     let ts = [timespec(atime), timespec(mtime)];
-    // SAFETY: valid pointers.
-    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), ts.as_ptr(), 0) }).map(drop)
+    // SAFETY: valid pointers; empty path with AT_EMPTY_PATH.
+    cvt(unsafe {
+        libc::utimensat(
+            fd,
+            c"".as_ptr(),
+            ts.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
 }
 
 pub fn fstatfs(fd: RawFd) -> io::Result<libc::statvfs> {
