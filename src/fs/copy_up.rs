@@ -45,7 +45,8 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
         // A number not derived from the lower inode is recorded as it is.
         keep_nodeid: (ino.nodeid & ALT_BIT != 0).then_some(ino.nodeid),
     };
-    let up = copy_object(fs, &job).inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
+    let up =
+        copy_object(fs, &job).inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
     let mut w = ino.state.write();
     w.upper = Some(up.clone());
     if !ino.is_dir() {
@@ -124,7 +125,14 @@ fn remove_staged(work: RawFd, tmp: &OsStr, kind: u32) {
 }
 
 /// Build the complete copy at `work/tmp`.
-fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsStr, sync: bool) -> io::Result<()> {
+fn stage(
+    layers: &Layers,
+    job: &Job<'_>,
+    sst: &at::Stat,
+    work: RawFd,
+    tmp: &OsStr,
+    sync: bool,
+) -> io::Result<()> {
     let src = job.src;
     let kind = sst.st_mode & libc::S_IFMT;
     let mode = sst.st_mode & 0o7777;

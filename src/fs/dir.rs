@@ -283,7 +283,9 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
 }
 
 fn set_name(ino: &Inode, parent: &Inode, name: &OsStr, newparent: &Arc<Inode>, newname: &OsStr) {
-    ino.state.write().rename_alias(parent.nodeid, name, newparent, newname);
+    ino.state
+        .write()
+        .rename_alias(parent.nodeid, name, newparent, newname);
 }
 
 /// rename(2) with RENAME_NOREPLACE / RENAME_EXCHANGE.
@@ -313,7 +315,11 @@ pub fn rename(
         None if exchange => return Err(err(libc::ENOENT)),
         Some(_) if flags & at::RENAME_NOREPLACE != 0 => return Err(err(libc::EEXIST)),
         Some(d) if !exchange => {
-            if d.st.st_dev == src.st.st_dev && d.st.st_ino == src.st.st_ino {
+            // Two names of one object: nothing to do (lower hard links are
+            // separate objects here, as in the kernel overlay).
+            if lookup::nodeid_for(fs, newparent, newname, d)
+                == lookup::nodeid_for(fs, parent, name, &src)
+            {
                 return Ok(());
             }
             if is_dir(&d.st) && !src_dir {

@@ -64,7 +64,9 @@ impl InodeState {
     /// Record another name the kernel knows this object by.
     pub fn add_alias(&mut self, parent: &Arc<Inode>, name: &OsStr) {
         let same = |p: &Arc<Inode>, n: &OsStr| p.nodeid == parent.nodeid && n == name;
-        if self.parent.as_ref().is_some_and(|p| same(p, &self.name)) || self.links.iter().any(|(p, n)| same(p, n)) {
+        if self.parent.as_ref().is_some_and(|p| same(p, &self.name))
+            || self.links.iter().any(|(p, n)| same(p, n))
+        {
             return;
         }
         if self.unlinked {
@@ -87,16 +89,27 @@ impl InodeState {
                 None => self.unlinked = true,
             }
         } else {
-            self.links.retain(|(p, n)| !(p.nodeid == parent && n == name));
+            self.links
+                .retain(|(p, n)| !(p.nodeid == parent && n == name));
         }
     }
 
     /// A name of this object was renamed.
-    pub fn rename_alias(&mut self, parent: u64, name: &OsStr, newparent: &Arc<Inode>, newname: &OsStr) {
+    pub fn rename_alias(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        newparent: &Arc<Inode>,
+        newname: &OsStr,
+    ) {
         if self.parent.as_ref().is_some_and(|p| p.nodeid == parent) && self.name == name {
             self.parent = Some(newparent.clone());
             self.name = newname.to_os_string();
-        } else if let Some(l) = self.links.iter_mut().find(|(p, n)| p.nodeid == parent && n == name) {
+        } else if let Some(l) = self
+            .links
+            .iter_mut()
+            .find(|(p, n)| p.nodeid == parent && n == name)
+        {
             *l = (newparent.clone(), newname.to_os_string());
         } else {
             self.parent = Some(newparent.clone());

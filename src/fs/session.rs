@@ -10,11 +10,11 @@ use crate::fs::options::Options;
 use crate::fs::UnionFs;
 use crate::sys::{self, process};
 use fuser::{Config, INodeNo, MountOption, Session, SessionACL};
-use std::ffi::OsString;
-use std::sync::mpsc;
 use log::{info, warn};
+use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::mpsc;
 
 const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
