@@ -76,6 +76,27 @@ fn mapped<T>(v: Option<T>) -> io::Result<T> {
     v.ok_or_else(|| lookup::err(libc::EINVAL))
 }
 
+fn done(reply: ReplyEmpty, r: io::Result<()>, op: &str) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(op, e)),
+    }
+}
+
+fn written(reply: ReplyWrite, r: io::Result<u32>, op: &str) {
+    match r {
+        Ok(n) => reply.written(n),
+        Err(e) => reply.error(errno(op, e)),
+    }
+}
+
+fn data(reply: ReplyData, r: io::Result<Vec<u8>>, op: &str) {
+    match r {
+        Ok(d) => reply.data(&d),
+        Err(e) => reply.error(errno(op, e)),
+    }
+}
+
 fn reply_xattr(reply: ReplyXattr, data: io::Result<Vec<u8>>, size: u32, op: &str) {
     match data {
         Ok(d) if size == 0 => reply.size(d.len() as u32),
@@ -205,10 +226,7 @@ impl Filesystem for Fuse {
                 .ok_or_else(|| lookup::err(libc::ESTALE))?;
             at::readlinkat(top.as_raw_fd(), OsStr::new(""))
         });
-        match r {
-            Ok(t) => reply.data(&t),
-            Err(e) => reply.error(errno("readlink", e)),
-        }
+        data(reply, r, "readlink");
     }
 
     fn mknod(
@@ -247,23 +265,21 @@ impl Filesystem for Fuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .inode(parent)
-            .and_then(|p| dir::remove(&self.fs, &p, name, false))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("unlink", e)),
-        }
+        done(
+            reply,
+            self.inode(parent)
+                .and_then(|p| dir::remove(&self.fs, &p, name, false)),
+            "unlink",
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .inode(parent)
-            .and_then(|p| dir::remove(&self.fs, &p, name, true))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rmdir", e)),
-        }
+        done(
+            reply,
+            self.inode(parent)
+                .and_then(|p| dir::remove(&self.fs, &p, name, true)),
+            "rmdir",
+        );
     }
 
     fn symlink(
@@ -300,10 +316,7 @@ impl Filesystem for Fuse {
             let np = self.inode(newparent)?;
             dir::rename(&self.fs, &p, name, &np, newname, flags.bits())
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rename", e)),
-        }
+        done(reply, r, "rename");
     }
 
     fn link(
@@ -341,10 +354,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match file::read(&self.fs, fh.0, offset, size) {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(errno("read", e)),
-        }
+        data(reply, file::read(&self.fs, fh.0, offset, size), "read");
     }
 
     fn write(
@@ -359,10 +369,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match file::write(&self.fs, fh.0, offset, data) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(errno("write", e)),
-        }
+        written(reply, file::write(&self.fs, fh.0, offset, data), "write");
     }
 
     fn flush(
@@ -398,10 +405,7 @@ impl Filesystem for Fuse {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match file::fsync(&self.fs, fh.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsync", e)),
-        }
+        done(reply, file::fsync(&self.fs, fh.0, datasync), "fsync");
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -490,10 +494,7 @@ impl Filesystem for Fuse {
             Some(u) if self.fs.opts.fsync => at::fsync(u.as_raw_fd(), datasync),
             _ => Ok(()),
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsyncdir", e)),
-        }
+        done(reply, r, "fsyncdir");
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -523,13 +524,12 @@ impl Filesystem for Fuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self
-            .inode(ino)
-            .and_then(|i| xattr::set(&self.fs, &i, name, value, flags))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("setxattr", e)),
-        }
+        done(
+            reply,
+            self.inode(ino)
+                .and_then(|i| xattr::set(&self.fs, &i, name, value, flags)),
+            "setxattr",
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -551,13 +551,12 @@ impl Filesystem for Fuse {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .inode(ino)
-            .and_then(|i| xattr::remove(&self.fs, &i, name))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("removexattr", e)),
-        }
+        done(
+            reply,
+            self.inode(ino)
+                .and_then(|i| xattr::remove(&self.fs, &i, name)),
+            "removexattr",
+        );
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -611,10 +610,11 @@ impl Filesystem for Fuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match file::fallocate(&self.fs, fh.0, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fallocate", e)),
-        }
+        done(
+            reply,
+            file::fallocate(&self.fs, fh.0, offset, length, mode),
+            "fallocate",
+        );
     }
 
     fn lseek(
@@ -645,9 +645,10 @@ impl Filesystem for Fuse {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        match file::copy_file_range(&self.fs, fh_in.0, offset_in, fh_out.0, offset_out, len) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(errno("copy_file_range", e)),
-        }
+        written(
+            reply,
+            file::copy_file_range(&self.fs, fh_in.0, offset_in, fh_out.0, offset_out, len),
+            "copy_file_range",
+        );
     }
 }
