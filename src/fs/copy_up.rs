@@ -8,7 +8,7 @@
 use crate::fs::inode::Inode;
 use crate::fs::layers::{Fd, Layers};
 use crate::fs::lookup::{err, open_dir_at, ALT_BIT, ORIGIN_XATTR};
-use crate::fs::whiteout::temp_name;
+use crate::fs::whiteout::{self, temp_name};
 use crate::fs::UnionFs;
 use crate::sys::{at, xattr};
 use log::debug;
@@ -96,8 +96,13 @@ fn copy_object(fs: &UnionFs, job: &Job<'_>) -> io::Result<Fd> {
     match at::renameat2(work, &tmp, updir, name, at::RENAME_NOREPLACE) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-            // Another path copied it up first: use theirs.
             remove_staged(work, &tmp, kind);
+            // Another path copied it up first: use theirs; but a name removed
+            // meanwhile (a whiteout, or another object) is gone for us.
+            let st = at::lstatat(updir, name)?;
+            if whiteout::is_whiteout_stat(&st) || (st.st_mode & libc::S_IFMT) != kind {
+                return Err(err(libc::ENOENT));
+            }
         }
         Err(e) => {
             remove_staged(work, &tmp, kind);
