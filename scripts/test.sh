@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The one test command. On a fresh Debian machine (as root) it installs what
+# the tests need, builds, and runs: formatting and lint checks, unit and
+# integration tests (cargo test), the differential scenarios and fuzzing
+# against the kernel's overlayfs, and pjdfstest on both.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh needs root (FUSE and kernel overlay mounts)" >&2
+    exit 1
+fi
+
+# ---- what the tests need
+PKGS="fuse3 attr"
+missing=""
+command -v fusermount3 >/dev/null || missing="$missing fuse3"
+command -v getfattr >/dev/null || missing="$missing attr"
+if [ -n "$missing" ]; then
+    echo "== apt-get install$missing"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >/dev/null || {
+        echo "apt-get install failed" >&2
+        exit 1
+    }
+fi
+[ -e /dev/fuse ] || mknod -m 666 /dev/fuse c 10 229
+
+passed=0
+failed=0
+failures=""
+step() {
+    local name=$1
+    shift
+    echo
+    echo "== $name"
+    local t0=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "== $name: ok ($((SECONDS - t0))s)"
+    else
+        failed=$((failed + 1))
+        failures="$failures\n    $name"
+        echo "== $name: FAILED ($((SECONDS - t0))s)"
+    fi
+}
+
+step "build" cargo build --all-targets --quiet || true
+BIN=$PWD/target/debug/unionfs
+if [ ! -x "$BIN" ]; then
+    echo "build failed: no $BIN"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy -D warnings" cargo clippy --all-targets --quiet -- -D warnings
+step "cargo test (unit + integration)" cargo test --all-targets
+step "differential scenarios vs kernel overlay" python3 tests/oracle/scenarios.py "$BIN"
+step "differential fuzzing vs kernel overlay" python3 tests/oracle/fuzz.py "$BIN" --seeds 1-150 --ops 500
+step "pjdfstest: kernel overlay vs unionfs" scripts/pjdfstest.sh "$BIN"
+
+leftover=$(awk '$3 ~ /^fuse/ || $1 == "overlay" {print $2}' /proc/mounts | grep -E '^/tmp/' || true)
+if [ -n "$leftover" ]; then
+    echo "mounts left behind by the tests:"
+    echo "$leftover"
+    failed=$((failed + 1))
+    failures="$failures\n    mounts left behind"
+fi
+
+echo
+if [ "$failed" -gt 0 ]; then
+    printf "failed steps:%b\n" "$failures"
+fi
+echo "test.sh: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
