@@ -46,6 +46,33 @@ fn mount_options(opts: &Options, read_only: bool) -> Vec<MountOption> {
     v
 }
 
+/// Unmount after SIGTERM/SIGINT: retry while busy, then detach lazily (the
+/// session ends when the last user lets go). Non-root goes through fusermount3.
+fn unmount_on_signal(mnt: &Path) -> bool {
+    for _ in 0..20 {
+        match process::umount(mnt, false) {
+            Ok(()) => return true,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                return std::process::Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(mnt)
+                    .status()
+                    .is_ok_and(|s| s.success());
+            }
+            Err(e) => {
+                // EINVAL: no longer mounted.
+                warn!("unmount {}: {e}", mnt.display());
+                return e.raw_os_error() == Some(libc::EINVAL);
+            }
+        }
+    }
+    warn!("{} stays busy: detaching it", mnt.display());
+    process::umount(mnt, true).is_ok()
+}
+
 /// Mount and serve until unmounted. Errors are one-line messages.
 pub fn run(opts: Options, mountpoint: &Path, foreground: bool) -> Result<(), String> {
     let layers = Layers::open(&opts, mountpoint)?;
@@ -139,11 +166,13 @@ fn serve(
     let mnt = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || {
+        .spawn(move || loop {
             let sig = process::wait_signal(&SIGNALS);
             info!("signal {sig}: unmounting {}", mnt.display());
-            if let Err(e) = unmounter.unmount() {
-                warn!("unmount {}: {e}", mnt.display());
+            if unmount_on_signal(&mnt) {
+                // Lets fuser forget its mount (a no-op once unmounted).
+                let _ = unmounter.unmount();
+                break;
             }
         })
         .map_err(|e| format!("cannot start signal thread: {e}"))?;

@@ -117,3 +117,12 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns.
     unsafe { libc::_exit(code) }
 }
+
+/// umount2(2); `lazy` detaches (MNT_DETACH).
+pub fn umount(path: &std::path::Path, lazy: bool) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = super::cstr(std::ffi::OsStr::from_bytes(path.as_os_str().as_bytes()))?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: valid C string.
+    cvt(unsafe { libc::umount2(c.as_ptr(), flags) }).map(drop)
+}
