@@ -166,10 +166,7 @@ fn daemon_pid(mnt: &std::path::Path) -> Option<u32> {
             .collect();
         let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let zombie = state.split(") ").nth(1).is_some_and(|s| s.starts_with('Z'));
-        if !zombie
-            && args.first().is_some_and(|a| a.ends_with("unionfs"))
-            && args.iter().any(|a| *a == want)
-        {
+        if !zombie && args.first().is_some_and(|a| a.ends_with("unionfs")) && args.contains(&want) {
             return Some(pid);
         }
     }
