@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run unionfs")
+    Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("run unionfs")
 }
 
 #[test]
@@ -33,93 +29,40 @@ fn bad_input_fails_before_mounting() {
     let l = Layout::new(1);
     l.lower_file(0, "sub/f", "x");
     let file = l.lower_file(0, "plainfile", "x");
-    let (lw, up, wk, mnt) = (
-        l.lowerdir(),
-        l.upper.display().to_string(),
-        l.work.display().to_string(),
-        l.mnt.display().to_string(),
-    );
+    let (lw, up, wk, mnt) =
+        (l.lowerdir(), l.upper.display().to_string(), l.work.display().to_string(), l.mnt.display().to_string());
     let inside_lower = l.lower(0, "sub").display().to_string();
-    let shm_differs = fs::metadata("/dev/shm").map(|m| m.dev()).ok()
-        != fs::metadata(&l.upper).map(|m| m.dev()).ok();
+    let shm_differs = fs::metadata("/dev/shm").map(|m| m.dev()).ok() != fs::metadata(&l.upper).map(|m| m.dev()).ok();
     let mut cases: Vec<(String, Vec<String>)> = vec![
         (
             "missing lower".into(),
-            vec![
-                "-o".into(),
-                format!("lowerdir=/nonexistent/x,upperdir={up},workdir={wk}"),
-                mnt.clone(),
-            ],
+            vec!["-o".into(), format!("lowerdir=/nonexistent/x,upperdir={up},workdir={wk}"), mnt.clone()],
         ),
         (
             "lower is a file".into(),
-            vec![
-                "-o".into(),
-                format!("lowerdir={},upperdir={up},workdir={wk}", file.display()),
-                mnt.clone(),
-            ],
+            vec!["-o".into(), format!("lowerdir={},upperdir={up},workdir={wk}", file.display()), mnt.clone()],
         ),
         (
             "upper inside a lower".into(),
-            vec![
-                "-o".into(),
-                format!("lowerdir={lw},upperdir={inside_lower},workdir={wk}"),
-                mnt.clone(),
-            ],
+            vec!["-o".into(), format!("lowerdir={lw},upperdir={inside_lower},workdir={wk}"), mnt.clone()],
         ),
         (
             "mountpoint inside a layer".into(),
-            vec![
-                "-o".into(),
-                format!("lowerdir={lw},upperdir={up},workdir={wk}"),
-                inside_lower.clone(),
-            ],
+            vec!["-o".into(), format!("lowerdir={lw},upperdir={up},workdir={wk}"), inside_lower.clone()],
         ),
         (
             "missing mountpoint".into(),
-            vec![
-                "-o".into(),
-                format!("lowerdir={lw},upperdir={up},workdir={wk}"),
-                "/nonexistent/m".into(),
-            ],
+            vec!["-o".into(), format!("lowerdir={lw},upperdir={up},workdir={wk}"), "/nonexistent/m".into()],
         ),
-        (
-            "upper without work".into(),
-            vec![
-                "-o".into(),
-                format!("lowerdir={lw},upperdir={up}"),
-                mnt.clone(),
-            ],
-        ),
-        (
-            "no lowerdir".into(),
-            vec![
-                "-o".into(),
-                format!("upperdir={up},workdir={wk}"),
-                mnt.clone(),
-            ],
-        ),
-        (
-            "no mountpoint".into(),
-            vec!["-o".into(), format!("lowerdir={lw}")],
-        ),
-        (
-            "bad timeout".into(),
-            vec![
-                "-o".into(),
-                format!("lowerdir={lw},timeout=soon"),
-                mnt.clone(),
-            ],
-        ),
+        ("upper without work".into(), vec!["-o".into(), format!("lowerdir={lw},upperdir={up}"), mnt.clone()]),
+        ("no lowerdir".into(), vec!["-o".into(), format!("upperdir={up},workdir={wk}"), mnt.clone()]),
+        ("no mountpoint".into(), vec!["-o".into(), format!("lowerdir={lw}")]),
+        ("bad timeout".into(), vec!["-o".into(), format!("lowerdir={lw},timeout=soon"), mnt.clone()]),
     ];
     if shm_differs {
         cases.push((
             "work on another fs".into(),
-            vec![
-                "-o".into(),
-                format!("lowerdir={lw},upperdir={up},workdir=/dev/shm"),
-                mnt.clone(),
-            ],
+            vec!["-o".into(), format!("lowerdir={lw},upperdir={up},workdir=/dev/shm"), mnt.clone()],
         ));
     }
     for (what, args) in cases {
@@ -128,18 +71,9 @@ fn bad_input_fails_before_mounting() {
         let out = run(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what}: succeeded");
-        assert!(
-            err.starts_with("unionfs: error: "),
-            "{what}: stderr {err:?}"
-        );
-        assert!(
-            err.trim_end().lines().count() <= 2,
-            "{what}: long stderr {err:?}"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{what}: took too long"
-        );
+        assert!(err.starts_with("unionfs: error: "), "{what}: stderr {err:?}");
+        assert!(err.trim_end().lines().count() <= 2, "{what}: long stderr {err:?}");
+        assert!(start.elapsed() < Duration::from_secs(5), "{what}: took too long");
         assert!(!is_mounted(&l.mnt), "{what}: mounted anyway");
     }
 }
@@ -160,10 +94,7 @@ fn daemon_pid(mnt: &std::path::Path) -> Option<u32> {
             continue;
         };
         let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let args: Vec<String> = cmd
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let zombie = state.split(") ").nth(1).is_some_and(|s| s.starts_with('Z'));
         if !zombie && args.first().is_some_and(|a| a.ends_with("unionfs")) && args.contains(&want) {
@@ -178,11 +109,7 @@ fn daemon_mode_exits_once_mounted_and_unmount_ends_it() {
     let l = Layout::new(1);
     l.lower_file(0, "hello", "world");
     let out = run(&["-o", &l.opts(), &l.mnt.display().to_string()]);
-    assert!(
-        out.status.success(),
-        "daemon start failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "daemon start failed: {}", String::from_utf8_lossy(&out.stderr));
     // Live at the moment the command returned: no polling needed.
     let mounted = is_mounted(&l.mnt);
     let content = fs::read_to_string(l.m("hello"));
@@ -193,10 +120,7 @@ fn daemon_mode_exits_once_mounted_and_unmount_ends_it() {
     let pid = pid.expect("daemon process");
     let deadline = Instant::now() + Duration::from_secs(10);
     while daemon_pid(&l.mnt) == Some(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "daemon {pid} still running after unmount"
-        );
+        assert!(Instant::now() < deadline, "daemon {pid} still running after unmount");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -223,17 +147,10 @@ fn mount_fuse_form_with_source_argument() {
     let l = Layout::new(1);
     l.lower_file(0, "f", "x");
     let m = Command::new(BIN)
-        .args([
-            "unionfs",
-            &l.mnt.display().to_string(),
-            "-o",
-            &format!("rw,{}", l.opts()),
-        ])
+        .args(["unionfs", &l.mnt.display().to_string(), "-o", &format!("rw,{}", l.opts())])
         .status()
         .unwrap();
-    let ok = m.success()
-        && is_mounted(&l.mnt)
-        && fs::read_to_string(l.m("f")).ok().as_deref() == Some("x");
+    let ok = m.success() && is_mounted(&l.mnt) && fs::read_to_string(l.m("f")).ok().as_deref() == Some("x");
     force_umount(&l.mnt);
     assert!(ok, "SOURCE MOUNTPOINT -o form did not mount");
 }

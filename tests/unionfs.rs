@@ -12,10 +12,8 @@ use std::path::Path;
 use support::*;
 
 fn names(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(p)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -35,13 +33,7 @@ fn read_only_mount_refuses_every_write() {
     assert_eq!(errno(fs::rename(l.m("f"), l.m("f2"))), e);
     assert_eq!(errno(fs::hard_link(l.m("f"), l.m("f2"))), e);
     assert_eq!(errno(std::os::unix::fs::symlink("x", l.m("s"))), e);
-    assert_eq!(
-        errno(fs::set_permissions(
-            l.m("f"),
-            fs::Permissions::from_mode(0o600)
-        )),
-        e
-    );
+    assert_eq!(errno(fs::set_permissions(l.m("f"), fs::Permissions::from_mode(0o600))), e);
     assert!(!setxattr(&l.m("f"), "user.x", "1"));
     // Reads still work, and nothing was written anywhere.
     assert_eq!(fs::read_to_string(l.m("f")).unwrap(), "top");
@@ -64,10 +56,7 @@ fn oci_markers_are_honoured_and_never_visible() {
     assert_eq!(names(&l.mnt), vec!["dir", "keep", "same"]);
     assert_eq!(names(&l.m("dir")), vec!["new"]);
     // A marker never hides a file of its own layer.
-    assert_eq!(
-        fs::read_to_string(l.m("same/mine")).unwrap(),
-        "same layer wins"
-    );
+    assert_eq!(fs::read_to_string(l.m("same/mine")).unwrap(), "same layer wins");
     assert_eq!(errno(fs::metadata(l.m("gone"))), libc::ENOENT);
     assert_eq!(errno(fs::metadata(l.m(".wh.gone"))), libc::ENOENT);
     assert_eq!(errno(fs::metadata(l.m("dir/.wh..wh..opq"))), libc::ENOENT);
@@ -119,18 +108,9 @@ fn upper_holds_only_kernel_format_markers() {
     let st = stat(&l.upper.join("f"));
     assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFCHR);
     assert_eq!(st.st_rdev, 0);
-    assert_eq!(
-        getxattr(&l.upper.join("d"), "trusted.overlay.opaque").as_deref(),
-        Some(&b"y"[..])
-    );
-    assert!(
-        names(&l.upper.join("d")).is_empty(),
-        "no sentinel files in an opaque dir"
-    );
-    assert_eq!(
-        stat(&l.upper.join("e")).st_mode & libc::S_IFMT,
-        libc::S_IFCHR
-    );
+    assert_eq!(getxattr(&l.upper.join("d"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    assert!(names(&l.upper.join("d")).is_empty(), "no sentinel files in an opaque dir");
+    assert_eq!(stat(&l.upper.join("e")).st_mode & libc::S_IFMT, libc::S_IFCHR);
     let mut stray = Vec::new();
     for e in walk(&l.upper) {
         if e.file_name().unwrap().to_string_lossy().starts_with(".wh.") {
@@ -138,10 +118,7 @@ fn upper_holds_only_kernel_format_markers() {
         }
     }
     assert!(stray.is_empty(), "OCI markers in the upper: {stray:?}");
-    assert!(
-        names(&l.work.join("work")).is_empty(),
-        "work dir left dirty"
-    );
+    assert!(names(&l.work.join("work")).is_empty(), "work dir left dirty");
 }
 
 fn walk(p: &Path) -> Vec<std::path::PathBuf> {
@@ -163,33 +140,16 @@ fn private_xattrs_hidden_and_escaped() {
     fs::create_dir_all(l.lower(0, "o")).unwrap();
     assert!(setxattr(&l.lower(0, "o"), "trusted.overlay.opaque", "y"));
     let _m = l.mount();
-    let list = std::process::Command::new("getfattr")
-        .args(["-d", "-m", "-"])
-        .arg(l.m("o"))
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&list.stdout).contains("overlay"),
-        "private xattr listed"
-    );
+    let list = std::process::Command::new("getfattr").args(["-d", "-m", "-"]).arg(l.m("o")).output().unwrap();
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("overlay"), "private xattr listed");
     assert_eq!(getxattr(&l.m("o"), "trusted.overlay.opaque"), None);
     // Set through the mount: stored escaped, shown back as given.
     assert!(setxattr(&l.m("d/f"), "trusted.overlay.mine", "v"));
-    assert_eq!(
-        getxattr(&l.m("d/f"), "trusted.overlay.mine").as_deref(),
-        Some(&b"v"[..])
-    );
-    assert_eq!(
-        getxattr(&l.upper.join("d/f"), "trusted.overlay.overlay.mine").as_deref(),
-        Some(&b"v"[..])
-    );
+    assert_eq!(getxattr(&l.m("d/f"), "trusted.overlay.mine").as_deref(), Some(&b"v"[..]));
+    assert_eq!(getxattr(&l.upper.join("d/f"), "trusted.overlay.overlay.mine").as_deref(), Some(&b"v"[..]));
     // Copy-up recorded its origin privately; it never shows through the mount.
     assert!(getxattr(&l.upper.join("d/f"), "trusted.overlay.unionfs.origin").is_some());
-    let list = std::process::Command::new("getfattr")
-        .args(["-d", "-m", "-"])
-        .arg(l.m("d/f"))
-        .output()
-        .unwrap();
+    let list = std::process::Command::new("getfattr").args(["-d", "-m", "-"]).arg(l.m("d/f")).output().unwrap();
     assert!(!String::from_utf8_lossy(&list.stdout).contains("origin"));
 }
 
@@ -204,12 +164,7 @@ fn st_ino_stable_across_copy_up_and_remount() {
         f0 = fs::metadata(l.m("f")).unwrap().ino();
         d0 = fs::metadata(l.m("d")).unwrap().ino();
         g0 = fs::metadata(l.m("d/g")).unwrap().ino();
-        fs::OpenOptions::new()
-            .append(true)
-            .open(l.m("f"))
-            .unwrap()
-            .write_all(b"more")
-            .unwrap();
+        fs::OpenOptions::new().append(true).open(l.m("f")).unwrap().write_all(b"more").unwrap();
         fs::set_permissions(l.m("d/g"), fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(fs::metadata(l.m("f")).unwrap().ino(), f0);
         assert_eq!(fs::metadata(l.m("d")).unwrap().ino(), d0);
@@ -223,10 +178,8 @@ fn st_ino_stable_across_copy_up_and_remount() {
     assert_eq!(fs::metadata(l.m("d/g")).unwrap().ino(), g0);
     assert_eq!(fs::metadata(l.m("new")).unwrap().ino(), new0);
     // Unique: every visible object has its own number.
-    let inos: std::collections::HashSet<u64> = ["f", "d", "d/g", "new"]
-        .iter()
-        .map(|p| fs::metadata(l.m(p)).unwrap().ino())
-        .collect();
+    let inos: std::collections::HashSet<u64> =
+        ["f", "d", "d/g", "new"].iter().map(|p| fs::metadata(l.m(p)).unwrap().ino()).collect();
     assert_eq!(inos.len(), 4);
 }
 
@@ -236,10 +189,7 @@ fn hard_links_share_inode_and_count() {
     l.lower_file(0, "f", "data");
     let _m = l.mount();
     fs::hard_link(l.m("f"), l.m("g")).unwrap();
-    let (f, g) = (
-        fs::metadata(l.m("f")).unwrap(),
-        fs::metadata(l.m("g")).unwrap(),
-    );
+    let (f, g) = (fs::metadata(l.m("f")).unwrap(), fs::metadata(l.m("g")).unwrap());
     assert_eq!(f.ino(), g.ino());
     assert_eq!((f.nlink(), g.nlink()), (2, 2));
     fs::remove_file(l.m("f")).unwrap();
@@ -266,14 +216,8 @@ fn other_users_reach_the_mount_as_root_mounts_it() {
     fs::set_permissions(l.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     l.lower_file(0, "pub", "public");
     let _m = l.mount();
-    assert!(
-        as_nobody(&format!("cat {} >/dev/null", l.m("pub").display())),
-        "allow_other: nobody cannot read"
-    );
-    assert!(
-        !as_nobody(&format!("echo x > {}", l.m("pub").display())),
-        "mode 644 must refuse nobody's write"
-    );
+    assert!(as_nobody(&format!("cat {} >/dev/null", l.m("pub").display())), "allow_other: nobody cannot read");
+    assert!(!as_nobody(&format!("echo x > {}", l.m("pub").display())), "mode 644 must refuse nobody's write");
 }
 
 #[test]
@@ -283,16 +227,9 @@ fn setuid_bit_cleared_when_a_non_owner_writes() {
     let p = l.lower_file(0, "suid", "#!/bin/sh\n");
     fs::set_permissions(&p, fs::Permissions::from_mode(0o4777)).unwrap();
     let _m = l.mount();
-    assert!(as_nobody(&format!(
-        "echo '# more' >> {}",
-        l.m("suid").display()
-    )));
+    assert!(as_nobody(&format!("echo '# more' >> {}", l.m("suid").display())));
     let mode = fs::metadata(l.m("suid")).unwrap().mode();
-    assert_eq!(
-        mode & 0o4000,
-        0,
-        "setuid survived a write by another user: {mode:o}"
-    );
+    assert_eq!(mode & 0o4000, 0, "setuid survived a write by another user: {mode:o}");
 }
 
 #[test]
@@ -306,19 +243,10 @@ fn sparse_files_stay_sparse_on_copy_up() {
         f.write_at(b"middle", 128 << 20).unwrap();
     }
     let _m = l.mount();
-    fs::OpenOptions::new()
-        .append(true)
-        .open(l.m("sparse"))
-        .unwrap()
-        .write_all(b"end")
-        .unwrap();
+    fs::OpenOptions::new().append(true).open(l.m("sparse")).unwrap().write_all(b"end").unwrap();
     let up = fs::metadata(l.upper.join("sparse")).unwrap();
     assert_eq!(up.len(), (256 << 20) + 3);
-    assert!(
-        up.blocks() < 4096,
-        "copy-up filled the holes: {} blocks",
-        up.blocks()
-    );
+    assert!(up.blocks() < 4096, "copy-up filled the holes: {} blocks", up.blocks());
     let f = fs::File::open(l.m("sparse")).unwrap();
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 6];
@@ -345,11 +273,7 @@ fn readdir_offsets_stable_while_the_directory_changes() {
     seen.extend(rd.map(|e| e.unwrap().file_name()));
     let unique: std::collections::HashSet<_> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len(), "an entry was returned twice");
-    assert_eq!(
-        seen.len(),
-        300,
-        "the open handle's listing changed under it"
-    );
+    assert_eq!(seen.len(), 300, "the open handle's listing changed under it");
     assert_eq!(names(&l.m("d")).len(), 300);
 }
 
@@ -366,10 +290,8 @@ fn concurrent_copy_ups_of_the_same_files() {
             std::thread::spawn(move || {
                 for round in 0..10 {
                     for i in 0..20 {
-                        let mut f = fs::OpenOptions::new()
-                            .append(true)
-                            .open(mnt.join(format!("deep/a/b/f{i}")))
-                            .unwrap();
+                        let mut f =
+                            fs::OpenOptions::new().append(true).open(mnt.join(format!("deep/a/b/f{i}"))).unwrap();
                         f.write_all(format!("{t}.{round}\n").as_bytes()).unwrap();
                     }
                 }
@@ -382,10 +304,7 @@ fn concurrent_copy_ups_of_the_same_files() {
     for i in 0..20 {
         let data = fs::read_to_string(l.m(&format!("deep/a/b/f{i}"))).unwrap();
         assert_eq!(data.lines().count(), 80, "f{i} lost appends");
-        assert_eq!(
-            fs::read_to_string(l.upper.join(format!("deep/a/b/f{i}"))).unwrap(),
-            data
-        );
+        assert_eq!(fs::read_to_string(l.upper.join(format!("deep/a/b/f{i}"))).unwrap(), data);
     }
     assert!(names(&l.work.join("work")).is_empty());
 }
@@ -395,21 +314,8 @@ fn open_excl_and_modes_follow_the_caller() {
     let l = Layout::new(1);
     l.lower_file(0, "exists", "e");
     let _m = l.mount();
-    assert_eq!(
-        errno(
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(l.m("exists"))
-        ),
-        libc::EEXIST
-    );
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .open(l.m("made"))
-        .unwrap();
+    assert_eq!(errno(fs::OpenOptions::new().write(true).create_new(true).open(l.m("exists"))), libc::EEXIST);
+    let f = fs::OpenOptions::new().write(true).create_new(true).mode(0o640).open(l.m("made")).unwrap();
     drop(f);
     let md = fs::metadata(l.upper.join("made")).unwrap();
     assert_eq!(md.mode() & 0o7777, 0o640 & !current_umask());
@@ -430,19 +336,10 @@ fn uid_mapping_shifts_owners_both_ways() {
     let l = Layout::new(1);
     let p = l.lower_file(0, "f", "x");
     std::os::unix::fs::chown(&p, Some(1000), Some(1000)).unwrap();
-    let _m = l.mount_with(
-        &format!(
-            "{},uidmapping=0:100000:65536,gidmapping=0:100000:65536",
-            l.opts()
-        ),
-        &[],
-    );
+    let _m = l.mount_with(&format!("{},uidmapping=0:100000:65536,gidmapping=0:100000:65536", l.opts()), &[]);
     let md = fs::metadata(l.m("f")).unwrap();
     assert_eq!((md.uid(), md.gid()), (101000, 101000));
     std::os::unix::fs::chown(l.m("f"), Some(100005), None).unwrap();
     assert_eq!(fs::metadata(l.upper.join("f")).unwrap().uid(), 5);
-    assert_eq!(
-        errno(std::os::unix::fs::chown(l.m("f"), Some(5), None)),
-        libc::EINVAL
-    );
+    assert_eq!(errno(std::os::unix::fs::chown(l.m("f"), Some(5), None)), libc::EINVAL);
 }

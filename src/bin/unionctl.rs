@@ -1,1 +1,47 @@
-fn main() {}
+//! `unionctl`: the container-storage tool built on unionfs.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use unionfs::cli::image::{self, ImageCmd};
+use unionfs::store::Store;
+
+#[derive(Parser, Debug)]
+#[command(name = "unionctl", version, about = "Load container images into a layer store and work with them")]
+struct Cli {
+    /// Store root (default /var/lib/unionctl as root, else $XDG_DATA_HOME/unionctl)
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Manage images
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// List images (same as `image ls`)
+    Images {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let root = cli.root.unwrap_or_else(Store::default_root);
+    let result = Store::open(&root).and_then(|store| match cli.cmd {
+        Cmd::Image { cmd } => image::run(&store, cmd),
+        Cmd::Images { quiet, format } => {
+            image::run(&store, ImageCmd::Ls { quiet, all: false, format, no_trunc: false })
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("unionctl: error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -15,16 +15,9 @@ pub fn main(args: &[String]) -> i32 {
             println!("FUSE library version: fuser 0.18 (protocol 7.x)");
             0
         }
-        Ok(Command::Mount {
-            opts,
-            mountpoint,
-            foreground,
-            debug,
-        }) => {
+        Ok(Command::Mount { opts, mountpoint, foreground, debug }) => {
             let level = if debug { "debug" } else { "warn" };
-            let _ =
-                env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-                    .try_init();
+            let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).try_init();
             match session::run(*opts, &mountpoint, foreground) {
                 Ok(()) => 0,
                 Err(msg) => {
@@ -34,10 +27,7 @@ pub fn main(args: &[String]) -> i32 {
             }
         }
         Err(msg) => {
-            eprintln!(
-                "unionfs: error: {msg}\n{}",
-                USAGE.lines().next().unwrap_or_default()
-            );
+            eprintln!("unionfs: error: {msg}\n{}", USAGE.lines().next().unwrap_or_default());
             2
         }
     }

@@ -45,8 +45,7 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
         // A number not derived from the lower inode is recorded as it is.
         keep_nodeid: (ino.nodeid & ALT_BIT != 0).then_some(ino.nodeid),
     };
-    let up =
-        copy_object(fs, &job).inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
+    let up = copy_object(fs, &job).inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
     let mut w = ino.state.write();
     w.upper = Some(up.clone());
     if !ino.is_dir() {
@@ -121,35 +120,19 @@ fn open_obj(dir: RawFd, name: &OsStr, kind: u32) -> io::Result<Fd> {
 }
 
 fn remove_staged(work: RawFd, tmp: &OsStr, kind: u32) {
-    let flags = if kind == libc::S_IFDIR {
-        libc::AT_REMOVEDIR
-    } else {
-        0
-    };
+    let flags = if kind == libc::S_IFDIR { libc::AT_REMOVEDIR } else { 0 };
     let _ = at::unlinkat(work, tmp, flags);
 }
 
 /// Build the complete copy at `work/tmp`.
-fn stage(
-    layers: &Layers,
-    job: &Job<'_>,
-    sst: &at::Stat,
-    work: RawFd,
-    tmp: &OsStr,
-    sync: bool,
-) -> io::Result<()> {
+fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsStr, sync: bool) -> io::Result<()> {
     let src = job.src;
     let kind = sst.st_mode & libc::S_IFMT;
     let mode = sst.st_mode & 0o7777;
     match kind {
         libc::S_IFDIR => at::mkdirat(work, tmp, 0o700)?,
         libc::S_IFREG => {
-            let dst = at::openat(
-                work,
-                tmp,
-                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
-                0o600,
-            )?;
+            let dst = at::openat(work, tmp, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o600)?;
             if job.with_data && sst.st_size > 0 {
                 let s = at::reopen(src, libc::O_RDONLY)?;
                 copy_data(s.as_raw_fd(), dst.as_raw_fd(), sst.st_size as u64)?;
@@ -167,21 +150,11 @@ fn stage(
     let obj = at::openat(work, tmp, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
     let ofd = obj.as_raw_fd();
     let (s, d) = if kind == libc::S_IFDIR {
-        (
-            xattr::Target::Fd(src),
-            Some(at::openat(
-                work,
-                tmp,
-                libc::O_RDONLY | libc::O_DIRECTORY,
-                0,
-            )?),
-        )
+        (xattr::Target::Fd(src), Some(at::openat(work, tmp, libc::O_RDONLY | libc::O_DIRECTORY, 0)?))
     } else {
         (xattr::Target::Path(src), None)
     };
-    let dt = d.as_ref().map_or(xattr::Target::Path(ofd), |d| {
-        xattr::Target::Fd(d.as_raw_fd())
-    });
+    let dt = d.as_ref().map_or(xattr::Target::Path(ofd), |d| xattr::Target::Fd(d.as_raw_fd()));
     copy_xattrs(layers, s, dt)?;
     let origin = match job.keep_nodeid {
         Some(n) => format!("n:{n}"),
@@ -197,12 +170,7 @@ fn stage(
         at::fchmod(ofd, mode)?;
     }
     let t = |s: i64, ns: i64| at::Time::At(s, ns);
-    at::utimensat(
-        work,
-        tmp,
-        t(sst.st_atime, sst.st_atime_nsec),
-        t(sst.st_mtime, sst.st_mtime_nsec),
-    )?;
+    at::utimensat(work, tmp, t(sst.st_atime, sst.st_atime_nsec), t(sst.st_mtime, sst.st_mtime_nsec))?;
     Ok(())
 }
 
@@ -243,9 +211,7 @@ pub fn copy_data(src: RawFd, dst: RawFd, size: u64) -> io::Result<()> {
         if data >= size {
             break;
         }
-        let hole = at::lseek(src, data, libc::SEEK_HOLE)
-            .unwrap_or(size)
-            .min(size);
+        let hole = at::lseek(src, data, libc::SEEK_HOLE).unwrap_or(size).min(size);
         copy_range(src, dst, data, hole - data)?;
         off = hole;
     }
@@ -261,10 +227,7 @@ fn copy_range(src: RawFd, dst: RawFd, start: i64, len: i64) -> io::Result<()> {
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
-                ) =>
+                if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) =>
             {
                 return copy_rw(src, dst, oi, end - oi);
             }

@@ -72,31 +72,14 @@ pub fn create(
         NewObj::Link { src } => Some(copy_up(fs, src)?),
         _ => None,
     };
-    let (dir, tname) = if over_whiteout {
-        (fs.layers.work_fd()?, temp_name())
-    } else {
-        (pfd, name.to_os_string())
-    };
+    let (dir, tname) = if over_whiteout { (fs.layers.work_fd()?, temp_name()) } else { (pfd, name.to_os_string()) };
     let pst = at::fstat(pfd)?;
-    let made = make(
-        fs,
-        dir,
-        &tname,
-        &obj,
-        src.as_ref(),
-        who,
-        &pst,
-        over_whiteout,
-    );
+    let made = make(fs, dir, &tname, &obj, src.as_ref(), who, &pst, over_whiteout);
     let file = match made {
         Ok(f) => f,
         Err(e) => {
             if over_whiteout {
-                let flags = if matches!(obj, NewObj::Dir { .. }) {
-                    libc::AT_REMOVEDIR
-                } else {
-                    0
-                };
+                let flags = if matches!(obj, NewObj::Dir { .. }) { libc::AT_REMOVEDIR } else { 0 };
                 let _ = at::unlinkat(dir, &tname, flags);
             }
             return Err(e);
@@ -117,20 +100,13 @@ pub fn create(
     if let NewObj::Link { src } = obj {
         let st = at::fstat(src.upper().ok_or_else(|| err(libc::EIO))?.as_raw_fd())?;
         src.state.write().add_alias(parent, name);
-        let (ino, _) = fs.inodes.reference(src.nodeid, || {
-            Inode::new(src.nodeid, src.kind, src.snapshot())
-        });
+        let (ino, _) = fs.inodes.reference(src.nodeid, || Inode::new(src.nodeid, src.kind, src.snapshot()));
         return Ok((ino, st, None));
     }
     let f = match probe(pfd, name)? {
         Probe::Entry(fd, st) => {
             let opaque = is_dir(&st) && whiteout::is_opaque(fd.as_raw_fd());
-            Found {
-                upper: Some(fd),
-                lowers: Vec::new(),
-                opaque,
-                st,
-            }
+            Found { upper: Some(fd), lowers: Vec::new(), opaque, st }
         }
         _ => return Err(err(libc::EIO)),
     };
@@ -155,20 +131,9 @@ fn make(
     let mode = match obj {
         NewObj::File { mode, flags } => {
             let acc = flags & libc::O_ACCMODE;
-            let keep = flags
-                & (libc::O_APPEND
-                    | libc::O_DIRECT
-                    | libc::O_SYNC
-                    | libc::O_DSYNC
-                    | libc::O_NOATIME);
-            let open_flags = libc::O_CREAT
-                | libc::O_EXCL
-                | keep
-                | if acc == libc::O_RDONLY {
-                    libc::O_RDWR
-                } else {
-                    acc
-                };
+            let keep = flags & (libc::O_APPEND | libc::O_DIRECT | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME);
+            let open_flags =
+                libc::O_CREAT | libc::O_EXCL | keep | if acc == libc::O_RDONLY { libc::O_RDWR } else { acc };
             file = Some(at::openat(dir, name, open_flags, mode & 0o7777)?);
             mode & 0o7777
         }
@@ -263,12 +228,7 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
         (Some(_), true) if f_is_dir => {
             if let Some(staged) = whiteout_over(&fs.layers, pfd, name, true)? {
                 let work = fs.layers.work_fd()?;
-                if let Ok(d) = at::openat(
-                    work,
-                    &staged,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                ) {
+                if let Ok(d) = at::openat(work, &staged, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0) {
                     let _ = remove_contents(d.as_raw_fd());
                 }
                 let _ = at::unlinkat(work, &staged, libc::AT_REMOVEDIR);
@@ -283,9 +243,7 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
 }
 
 fn set_name(ino: &Inode, parent: &Inode, name: &OsStr, newparent: &Arc<Inode>, newname: &OsStr) {
-    ino.state
-        .write()
-        .rename_alias(parent.nodeid, name, newparent, newname);
+    ino.state.write().rename_alias(parent.nodeid, name, newparent, newname);
 }
 
 /// rename(2) with RENAME_NOREPLACE / RENAME_EXCHANGE.
@@ -299,8 +257,7 @@ pub fn rename(
 ) -> io::Result<()> {
     check_name(name)?;
     check_new_name(newname)?;
-    if flags & !(at::RENAME_NOREPLACE | at::RENAME_EXCHANGE) != 0
-        || flags == at::RENAME_NOREPLACE | at::RENAME_EXCHANGE
+    if flags & !(at::RENAME_NOREPLACE | at::RENAME_EXCHANGE) != 0 || flags == at::RENAME_NOREPLACE | at::RENAME_EXCHANGE
     {
         return Err(err(libc::EINVAL));
     }
@@ -317,9 +274,7 @@ pub fn rename(
         Some(d) if !exchange => {
             // Two names of one object: nothing to do (lower hard links are
             // separate objects here, as in the kernel overlay).
-            if lookup::nodeid_for(fs, newparent, newname, d)
-                == lookup::nodeid_for(fs, parent, name, &src)
-            {
+            if lookup::nodeid_for(fs, newparent, newname, d) == lookup::nodeid_for(fs, parent, name, &src) {
                 return Ok(());
             }
             if is_dir(&d.st) && !src_dir {
@@ -340,10 +295,7 @@ pub fn rename(
             return Err(err(libc::EXDEV));
         }
         // Checked after EXDEV, as the kernel does.
-        if !exchange
-            && is_dir(&d.st)
-            && !readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)?
-        {
+        if !exchange && is_dir(&d.st) && !readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)? {
             return Err(err(libc::ENOTEMPTY));
         }
     }

@@ -44,21 +44,12 @@ pub fn open(fs: &UnionFs, ino: &Arc<Inode>, flags: i32) -> io::Result<u64> {
 /// Enter an open descriptor as a handle.
 pub fn register(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd) -> u64 {
     let fh = fs.next_fh();
-    fs.files.insert(
-        fh,
-        Arc::new(OpenFile {
-            fd,
-            inode: ino.clone(),
-        }),
-    );
+    fs.files.insert(fh, Arc::new(OpenFile { fd, inode: ino.clone() }));
     fh
 }
 
 pub fn handle(fs: &UnionFs, fh: u64) -> io::Result<Arc<OpenFile>> {
-    fs.files
-        .get(&fh)
-        .map(|f| f.value().clone())
-        .ok_or_else(|| err(libc::EBADF))
+    fs.files.get(&fh).map(|f| f.value().clone()).ok_or_else(|| err(libc::EBADF))
 }
 
 pub fn read(fs: &UnionFs, fh: u64, off: u64, size: u32) -> io::Result<Vec<u8>> {
@@ -66,11 +57,7 @@ pub fn read(fs: &UnionFs, fh: u64, off: u64, size: u32) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; size as usize];
     let mut done = 0;
     while done < buf.len() {
-        let n = at::pread(
-            f.fd.as_raw_fd(),
-            &mut buf[done..],
-            (off + done as u64) as i64,
-        )?;
+        let n = at::pread(f.fd.as_raw_fd(), &mut buf[done..], (off + done as u64) as i64)?;
         if n == 0 {
             break;
         }
@@ -115,18 +102,10 @@ pub fn lseek(fs: &UnionFs, fh: u64, off: i64, whence: i32) -> io::Result<i64> {
     at::lseek(f.fd.as_raw_fd(), off, whence)
 }
 
-pub fn copy_file_range(
-    fs: &UnionFs,
-    fh_in: u64,
-    off_in: u64,
-    fh_out: u64,
-    off_out: u64,
-    len: u64,
-) -> io::Result<u32> {
+pub fn copy_file_range(fs: &UnionFs, fh_in: u64, off_in: u64, fh_out: u64, off_out: u64, len: u64) -> io::Result<u32> {
     let fi = handle(fs, fh_in)?;
     let fo = handle(fs, fh_out)?;
     let (mut oi, mut oo) = (off_in as i64, off_out as i64);
     let len = len.min(u32::MAX as u64 & !0xfff) as usize;
-    at::copy_file_range(fi.fd.as_raw_fd(), &mut oi, fo.fd.as_raw_fd(), &mut oo, len)
-        .map(|n| n as u32)
+    at::copy_file_range(fi.fd.as_raw_fd(), &mut oi, fo.fd.as_raw_fd(), &mut oo, len).map(|n| n as u32)
 }

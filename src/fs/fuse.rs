@@ -8,10 +8,9 @@ use crate::fs::readdir::{self, DirHandle};
 use crate::fs::{file, lookup, xattr, UnionFs};
 use crate::sys::at::{self, Time};
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use log::debug;
 use parking_lot::Mutex;
@@ -38,10 +37,7 @@ impl Fuse {
     /// The request's credentials as stored ids.
     fn caller(&self, req: &Request) -> io::Result<Caller> {
         let ids = &self.fs.ids;
-        Ok(Caller {
-            uid: ids.creator_uid(req.uid()),
-            gid: ids.creator_gid(req.gid()),
-        })
+        Ok(Caller { uid: ids.creator_uid(req.uid()), gid: ids.creator_gid(req.gid()) })
     }
 
     fn inode(&self, ino: INodeNo) -> io::Result<Arc<Inode>> {
@@ -109,28 +105,15 @@ fn reply_xattr(reply: ReplyXattr, data: io::Result<Vec<u8>>, size: u32, op: &str
 impl Fuse {
     fn entry(&self, reply: ReplyEntry, r: io::Result<(Arc<Inode>, at::Stat)>, op: &str) {
         match r {
-            Ok((ino, st)) => reply.entry_with_ttls(
-                &self.ttl,
-                &self.ttl,
-                &self.fs.attr_of(ino.nodeid, &st),
-                Generation(0),
-            ),
+            Ok((ino, st)) => {
+                reply.entry_with_ttls(&self.ttl, &self.ttl, &self.fs.attr_of(ino.nodeid, &st), Generation(0))
+            }
             Err(e) => reply.error(errno(op, e)),
         }
     }
 
-    fn make(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        obj: NewObj<'_>,
-        reply: ReplyEntry,
-        op: &str,
-    ) {
-        let r = self
-            .inode(parent)
-            .and_then(|p| dir::create(&self.fs, &p, name, obj, self.caller(req)?));
+    fn make(&self, req: &Request, parent: INodeNo, name: &OsStr, obj: NewObj<'_>, reply: ReplyEntry, op: &str) {
+        let r = self.inode(parent).and_then(|p| dir::create(&self.fs, &p, name, obj, self.caller(req)?));
         self.entry(reply, r.map(|(i, st, _)| (i, st)), op);
     }
 }
@@ -153,9 +136,7 @@ impl Filesystem for Fuse {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let r = self
-            .inode(parent)
-            .and_then(|p| lookup::lookup(&self.fs, &p, name));
+        let r = self.inode(parent).and_then(|p| lookup::lookup(&self.fs, &p, name));
         self.entry(reply, r, "lookup");
     }
 
@@ -200,19 +181,9 @@ impl Filesystem for Fuse {
             (Ok(u), Ok(g)) => (u, g),
             (Err(e), _) | (_, Err(e)) => return reply.error(errno("setattr", e)),
         };
-        let a = SetAttr {
-            mode,
-            uid,
-            gid,
-            size,
-            atime: atime.map(time_of),
-            mtime: mtime.map(time_of),
-            fh: fh.map(|f| f.0),
-        };
-        match self
-            .inode(ino)
-            .and_then(|i| attr::setattr(&self.fs, &i, &a))
-        {
+        let a =
+            SetAttr { mode, uid, gid, size, atime: atime.map(time_of), mtime: mtime.map(time_of), fh: fh.map(|f| f.0) };
+        match self.inode(ino).and_then(|i| attr::setattr(&self.fs, &i, &a)) {
             Ok(st) => reply.attr(&self.ttl, &self.fs.attr_of(ino.0, &st)),
             Err(e) => reply.error(errno("setattr", e)),
         }
@@ -220,10 +191,7 @@ impl Filesystem for Fuse {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let r = self.inode(ino).and_then(|i| {
-            let top = i
-                .snapshot()
-                .top()
-                .ok_or_else(|| lookup::err(libc::ESTALE))?;
+            let top = i.snapshot().top().ok_or_else(|| lookup::err(libc::ESTALE))?;
             at::readlinkat(top.as_raw_fd(), OsStr::new(""))
         });
         data(reply, r, "readlink");
@@ -239,67 +207,23 @@ impl Filesystem for Fuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.make(
-            req,
-            parent,
-            name,
-            NewObj::Node {
-                mode,
-                rdev: rdev as u64,
-            },
-            reply,
-            "mknod",
-        );
+        self.make(req, parent, name, NewObj::Node { mode, rdev: rdev as u64 }, reply, "mknod");
     }
 
-    fn mkdir(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         self.make(req, parent, name, NewObj::Dir { mode }, reply, "mkdir");
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        done(
-            reply,
-            self.inode(parent)
-                .and_then(|p| dir::remove(&self.fs, &p, name, false)),
-            "unlink",
-        );
+        done(reply, self.inode(parent).and_then(|p| dir::remove(&self.fs, &p, name, false)), "unlink");
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        done(
-            reply,
-            self.inode(parent)
-                .and_then(|p| dir::remove(&self.fs, &p, name, true)),
-            "rmdir",
-        );
+        done(reply, self.inode(parent).and_then(|p| dir::remove(&self.fs, &p, name, true)), "rmdir");
     }
 
-    fn symlink(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        link_name: &OsStr,
-        target: &Path,
-        reply: ReplyEntry,
-    ) {
-        self.make(
-            req,
-            parent,
-            link_name,
-            NewObj::Symlink {
-                target: target.as_os_str(),
-            },
-            reply,
-            "symlink",
-        );
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        self.make(req, parent, link_name, NewObj::Symlink { target: target.as_os_str() }, reply, "symlink");
     }
 
     fn rename(
@@ -319,14 +243,7 @@ impl Filesystem for Fuse {
         done(reply, r, "rename");
     }
 
-    fn link(
-        &self,
-        req: &Request,
-        ino: INodeNo,
-        newparent: INodeNo,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
+    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         match self.inode(ino) {
             Ok(src) => self.make(req, newparent, newname, NewObj::Link { src }, reply, "link"),
             Err(e) => reply.error(errno("link", e)),
@@ -334,10 +251,7 @@ impl Filesystem for Fuse {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self
-            .inode(ino)
-            .and_then(|i| file::open(&self.fs, &i, flags.0))
-        {
+        match self.inode(ino).and_then(|i| file::open(&self.fs, &i, flags.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno("open", e)),
         }
@@ -372,14 +286,7 @@ impl Filesystem for Fuse {
         written(reply, file::write(&self.fs, fh.0, offset, data), "write");
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         reply.ok();
     }
 
@@ -397,14 +304,7 @@ impl Filesystem for Fuse {
         reply.ok();
     }
 
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         done(reply, file::fsync(&self.fs, fh.0, datasync), "fsync");
     }
 
@@ -415,13 +315,7 @@ impl Filesystem for Fuse {
             }
             let entries = readdir::entries_of(&self.fs.layers, &i.snapshot())?;
             let fh = self.fs.next_fh();
-            self.fs.dirs.insert(
-                fh,
-                Arc::new(DirHandle {
-                    nodeid: ino.0,
-                    entries: Mutex::new(Arc::new(entries)),
-                }),
-            );
+            self.fs.dirs.insert(fh, Arc::new(DirHandle { nodeid: ino.0, entries: Mutex::new(Arc::new(entries)) }));
             Ok(fh)
         });
         match r {
@@ -430,14 +324,7 @@ impl Filesystem for Fuse {
         }
     }
 
-    fn readdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let Some(h) = self.fs.dirs.get(&fh.0).map(|h| h.value().clone()) else {
             return reply.error(Errno::EBADF);
         };
@@ -470,26 +357,12 @@ impl Filesystem for Fuse {
         reply.ok();
     }
 
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
         self.fs.dirs.remove(&fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         let r = self.inode(ino).and_then(|i| match i.upper() {
             Some(u) if self.fs.opts.fsync => at::fsync(u.as_raw_fd(), datasync),
             _ => Ok(()),
@@ -524,39 +397,19 @@ impl Filesystem for Fuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        done(
-            reply,
-            self.inode(ino)
-                .and_then(|i| xattr::set(&self.fs, &i, name, value, flags)),
-            "setxattr",
-        );
+        done(reply, self.inode(ino).and_then(|i| xattr::set(&self.fs, &i, name, value, flags)), "setxattr");
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        reply_xattr(
-            reply,
-            self.inode(ino).and_then(|i| xattr::get(&self.fs, &i, name)),
-            size,
-            "getxattr",
-        );
+        reply_xattr(reply, self.inode(ino).and_then(|i| xattr::get(&self.fs, &i, name)), size, "getxattr");
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        reply_xattr(
-            reply,
-            self.inode(ino).and_then(|i| xattr::list(&self.fs, &i)),
-            size,
-            "listxattr",
-        );
+        reply_xattr(reply, self.inode(ino).and_then(|i| xattr::list(&self.fs, &i)), size, "listxattr");
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        done(
-            reply,
-            self.inode(ino)
-                .and_then(|i| xattr::remove(&self.fs, &i, name)),
-            "removexattr",
-        );
+        done(reply, self.inode(ino).and_then(|i| xattr::remove(&self.fs, &i, name)), "removexattr");
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -578,13 +431,7 @@ impl Filesystem for Fuse {
         reply: ReplyCreate,
     ) {
         let r = self.inode(parent).and_then(|p| {
-            let (ino, st, fd) = dir::create(
-                &self.fs,
-                &p,
-                name,
-                NewObj::File { mode, flags },
-                self.caller(req)?,
-            )?;
+            let (ino, st, fd) = dir::create(&self.fs, &p, name, NewObj::File { mode, flags }, self.caller(req)?)?;
             let fd = fd.ok_or_else(|| lookup::err(libc::EIO))?;
             Ok((file::register(&self.fs, &ino, fd), ino, st))
         });
@@ -610,22 +457,10 @@ impl Filesystem for Fuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        done(
-            reply,
-            file::fallocate(&self.fs, fh.0, offset, length, mode),
-            "fallocate",
-        );
+        done(reply, file::fallocate(&self.fs, fh.0, offset, length, mode), "fallocate");
     }
 
-    fn lseek(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: i64,
-        whence: i32,
-        reply: ReplyLseek,
-    ) {
+    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         match file::lseek(&self.fs, fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno("lseek", e)),

@@ -22,11 +22,7 @@ fn shift(map: &[IdMap], id: u32, to_outside: bool) -> Option<u32> {
         return Some(id);
     }
     map.iter().find_map(|m| {
-        let (from, to) = if to_outside {
-            (m.inside, m.outside)
-        } else {
-            (m.outside, m.inside)
-        };
+        let (from, to) = if to_outside { (m.inside, m.outside) } else { (m.outside, m.inside) };
         (id >= from && id - from < m.len).then(|| to + (id - from))
     })
 }
@@ -43,20 +39,13 @@ impl IdMapper {
 
     /// Nothing to translate (the common case: skip all work).
     pub fn is_identity(&self) -> bool {
-        self.uid_map.is_empty()
-            && self.gid_map.is_empty()
-            && self.squash_uid.is_none()
-            && self.squash_gid.is_none()
+        self.uid_map.is_empty() && self.gid_map.is_empty() && self.squash_uid.is_none() && self.squash_gid.is_none()
     }
 
     /// Stored ids -> ids shown through the mount.
     pub fn shown(&self, uid: u32, gid: u32) -> (u32, u32) {
-        let u = self
-            .squash_uid
-            .unwrap_or_else(|| shift(&self.uid_map, uid, true).unwrap_or(OVERFLOW_ID));
-        let g = self
-            .squash_gid
-            .unwrap_or_else(|| shift(&self.gid_map, gid, true).unwrap_or(OVERFLOW_ID));
+        let u = self.squash_uid.unwrap_or_else(|| shift(&self.uid_map, uid, true).unwrap_or(OVERFLOW_ID));
+        let g = self.squash_gid.unwrap_or_else(|| shift(&self.gid_map, gid, true).unwrap_or(OVERFLOW_ID));
         (u, g)
     }
 
@@ -73,13 +62,11 @@ impl IdMapper {
     /// mapping (host root making files in a container's root) makes them as
     /// the mapping's first id (the container's root).
     pub fn creator_uid(&self, uid: u32) -> u32 {
-        self.stored_uid(uid)
-            .unwrap_or_else(|| self.uid_map.first().map_or(uid, |m| m.inside))
+        self.stored_uid(uid).unwrap_or_else(|| self.uid_map.first().map_or(uid, |m| m.inside))
     }
 
     pub fn creator_gid(&self, gid: u32) -> u32 {
-        self.stored_gid(gid)
-            .unwrap_or_else(|| self.gid_map.first().map_or(gid, |m| m.inside))
+        self.stored_gid(gid).unwrap_or_else(|| self.gid_map.first().map_or(gid, |m| m.inside))
     }
 }
 
@@ -90,8 +77,7 @@ mod tests {
     #[test]
     fn podman_style_mapping_round_trips() {
         let mut o = Options::default();
-        o.apply("uidmapping=:0:100000:65536,gidmapping=0:200000:1000")
-            .unwrap();
+        o.apply("uidmapping=:0:100000:65536,gidmapping=0:200000:1000").unwrap();
         let m = IdMapper::new(&o);
         assert_eq!(m.shown(0, 0), (100000, 200000));
         assert_eq!(m.shown(1000, 999), (101000, 200999));

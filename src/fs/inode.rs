@@ -49,24 +49,17 @@ pub struct InodeState {
 impl InodeState {
     /// The object whose attributes and data are shown.
     pub fn top_fd(&self) -> Option<RawFd> {
-        self.upper
-            .as_ref()
-            .map(|f| f.as_raw_fd())
-            .or_else(|| self.lowers.first().map(|l| l.fd.as_raw_fd()))
+        self.upper.as_ref().map(|f| f.as_raw_fd()).or_else(|| self.lowers.first().map(|l| l.fd.as_raw_fd()))
     }
 
     pub fn top(&self) -> Option<Fd> {
-        self.upper
-            .clone()
-            .or_else(|| self.lowers.first().map(|l| l.fd.clone()))
+        self.upper.clone().or_else(|| self.lowers.first().map(|l| l.fd.clone()))
     }
 
     /// Record another name the kernel knows this object by.
     pub fn add_alias(&mut self, parent: &Arc<Inode>, name: &OsStr) {
         let same = |p: &Arc<Inode>, n: &OsStr| p.nodeid == parent.nodeid && n == name;
-        if self.parent.as_ref().is_some_and(|p| same(p, &self.name))
-            || self.links.iter().any(|(p, n)| same(p, n))
-        {
+        if self.parent.as_ref().is_some_and(|p| same(p, &self.name)) || self.links.iter().any(|(p, n)| same(p, n)) {
             return;
         }
         if self.unlinked {
@@ -89,27 +82,16 @@ impl InodeState {
                 None => self.unlinked = true,
             }
         } else {
-            self.links
-                .retain(|(p, n)| !(p.nodeid == parent && n == name));
+            self.links.retain(|(p, n)| !(p.nodeid == parent && n == name));
         }
     }
 
     /// A name of this object was renamed.
-    pub fn rename_alias(
-        &mut self,
-        parent: u64,
-        name: &OsStr,
-        newparent: &Arc<Inode>,
-        newname: &OsStr,
-    ) {
+    pub fn rename_alias(&mut self, parent: u64, name: &OsStr, newparent: &Arc<Inode>, newname: &OsStr) {
         if self.parent.as_ref().is_some_and(|p| p.nodeid == parent) && self.name == name {
             self.parent = Some(newparent.clone());
             self.name = newname.to_os_string();
-        } else if let Some(l) = self
-            .links
-            .iter_mut()
-            .find(|(p, n)| p.nodeid == parent && n == name)
-        {
+        } else if let Some(l) = self.links.iter_mut().find(|(p, n)| p.nodeid == parent && n == name) {
             *l = (newparent.clone(), newname.to_os_string());
         } else {
             self.parent = Some(newparent.clone());
@@ -136,13 +118,7 @@ pub struct Inode {
 
 impl Inode {
     pub fn new(nodeid: u64, kind: u32, state: InodeState) -> Inode {
-        Inode {
-            nodeid,
-            kind,
-            nlookup: AtomicU64::new(0),
-            state: RwLock::new(state),
-            copy_up_lock: Mutex::new(()),
-        }
+        Inode { nodeid, kind, nlookup: AtomicU64::new(0), state: RwLock::new(state), copy_up_lock: Mutex::new(()) }
     }
 
     pub fn is_dir(&self) -> bool {
@@ -219,10 +195,7 @@ impl InodeTable {
             return;
         }
         self.map.remove_if(&nodeid, |_, ino| {
-            let prev = ino.nlookup.fetch_sub(
-                n.min(ino.nlookup.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
+            let prev = ino.nlookup.fetch_sub(n.min(ino.nlookup.load(Ordering::Relaxed)), Ordering::Relaxed);
             prev <= n
         });
     }

@@ -38,18 +38,11 @@ pub struct Layers {
 }
 
 fn open_dir(p: &Path) -> io::Result<OwnedFd> {
-    at::openat(
-        libc::AT_FDCWD,
-        p.as_os_str(),
-        libc::O_RDONLY | libc::O_DIRECTORY,
-        0,
-    )
+    at::openat(libc::AT_FDCWD, p.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0)
 }
 
 fn check_dir(what: &str, p: &Path) -> Result<(PathBuf, OwnedFd, at::Stat), String> {
-    let canon = p
-        .canonicalize()
-        .map_err(|e| format!("{what} {}: {}", p.display(), strip_os(&e)))?;
+    let canon = p.canonicalize().map_err(|e| format!("{what} {}: {}", p.display(), strip_os(&e)))?;
     let fd = open_dir(&canon).map_err(|e| format!("{what} {}: {}", p.display(), strip_os(&e)))?;
     let st = at::fstat(fd.as_raw_fd()).map_err(|e| format!("{what} {}: {e}", p.display()))?;
     Ok((canon, fd, st))
@@ -98,38 +91,21 @@ impl Layers {
             if inside(&upath, &wpath) || inside(&wpath, &upath) {
                 return Err("upperdir and workdir must be separate subtrees".into());
             }
-            work = Some(Arc::new(prepare_workdir(&wfd).map_err(|e| {
-                format!(
-                    "workdir {}: cannot prepare work area: {}",
-                    w.display(),
-                    strip_os(&e)
-                )
-            })?));
-            layers.push(Layer {
-                path: upath,
-                root: Arc::new(ufd),
-                dev: ust.st_dev,
-                fs_index: fs_index(ust.st_dev),
-            });
+            work = Some(Arc::new(
+                prepare_workdir(&wfd)
+                    .map_err(|e| format!("workdir {}: cannot prepare work area: {}", w.display(), strip_os(&e)))?,
+            ));
+            layers.push(Layer { path: upath, root: Arc::new(ufd), dev: ust.st_dev, fs_index: fs_index(ust.st_dev) });
         }
         for l in &opts.lowerdirs {
             let (lpath, lfd, lst) = check_dir("lowerdir", l)?;
-            layers.push(Layer {
-                path: lpath,
-                root: Arc::new(lfd),
-                dev: lst.st_dev,
-                fs_index: fs_index(lst.st_dev),
-            });
+            layers.push(Layer { path: lpath, root: Arc::new(lfd), dev: lst.st_dev, fs_index: fs_index(lst.st_dev) });
         }
         if has_upper {
             let up = &layers[0].path;
             for l in &layers[1..] {
                 if inside(up, &l.path) || inside(&l.path, up) {
-                    return Err(format!(
-                        "upperdir {} and lowerdir {} overlap",
-                        up.display(),
-                        l.path.display()
-                    ));
+                    return Err(format!("upperdir {} and lowerdir {} overlap", up.display(), l.path.display()));
                 }
             }
         }
@@ -137,43 +113,22 @@ impl Layers {
             let wc = w.canonicalize().unwrap_or_else(|_| w.clone());
             for l in &layers[usize::from(has_upper)..] {
                 if inside(&wc, &l.path) || inside(&l.path, &wc) {
-                    return Err(format!(
-                        "workdir {} and lowerdir {} overlap",
-                        w.display(),
-                        l.path.display()
-                    ));
+                    return Err(format!("workdir {} and lowerdir {} overlap", w.display(), l.path.display()));
                 }
             }
             if inside(&mnt, &wc) {
-                return Err(format!(
-                    "mountpoint {} is inside workdir",
-                    mountpoint.display()
-                ));
+                return Err(format!("mountpoint {} is inside workdir", mountpoint.display()));
             }
         }
         for l in &layers {
             if inside(&mnt, &l.path) {
-                return Err(format!(
-                    "mountpoint {} is inside layer {}",
-                    mountpoint.display(),
-                    l.path.display()
-                ));
+                return Err(format!("mountpoint {} is inside layer {}", mountpoint.display(), l.path.display()));
             }
         }
         let root_user = crate::sys::geteuid() == 0;
-        let xattr_prefix = if opts.userxattr || !root_user {
-            "user.overlay."
-        } else {
-            "trusted.overlay."
-        };
+        let xattr_prefix = if opts.userxattr || !root_user { "user.overlay." } else { "trusted.overlay." };
         let ino_shift = if devs.len() > 1 { 48 } else { 0 };
-        Ok(Layers {
-            layers,
-            has_upper,
-            work,
-            xattr_prefix,
-            ino_shift,
-        })
+        Ok(Layers { layers, has_upper, work, xattr_prefix, ino_shift })
     }
 
     pub fn upper(&self) -> Option<&Layer> {
@@ -194,25 +149,14 @@ impl Layers {
     }
 
     pub fn work_fd(&self) -> io::Result<RawFd> {
-        self.work
-            .as_ref()
-            .map(|w| w.as_raw_fd())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EROFS))
+        self.work.as_ref().map(|w| w.as_raw_fd()).ok_or_else(|| io::Error::from_raw_os_error(libc::EROFS))
     }
 
     /// The inode number shown for a real object: its ino, tagged with its
     /// filesystem's index when the layers span several filesystems.
     pub fn ino_for(&self, dev: u64, ino: u64) -> u64 {
-        let idx = self
-            .layers
-            .iter()
-            .find(|l| l.dev == dev)
-            .map_or(0, |l| l.fs_index);
-        let v = if self.ino_shift == 0 {
-            ino
-        } else {
-            (idx << self.ino_shift) | (ino & ((1 << self.ino_shift) - 1))
-        };
+        let idx = self.layers.iter().find(|l| l.dev == dev).map_or(0, |l| l.fs_index);
+        let v = if self.ino_shift == 0 { ino } else { (idx << self.ino_shift) | (ino & ((1 << self.ino_shift) - 1)) };
         // nodeid 1 is the root; never hand it to another object.
         if v <= 1 {
             v | (1 << 62)
@@ -235,12 +179,7 @@ fn prepare_workdir(wfd: &OwnedFd) -> io::Result<OwnedFd> {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(e) => return Err(e),
     }
-    let work = at::openat(
-        wfd.as_raw_fd(),
-        name,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        0,
-    )?;
+    let work = at::openat(wfd.as_raw_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
     remove_contents(work.as_raw_fd())?;
     Ok(work)
 }
@@ -250,12 +189,7 @@ pub fn remove_contents(dirfd: RawFd) -> io::Result<()> {
     for (name, dtype, _) in at::read_dir_fd(dirfd)? {
         let name = at::os(&name);
         if dtype == libc::DT_DIR {
-            let sub = at::openat(
-                dirfd,
-                name,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-            )?;
+            let sub = at::openat(dirfd, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
             remove_contents(sub.as_raw_fd())?;
             at::unlinkat(dirfd, name, libc::AT_REMOVEDIR)?;
         } else {

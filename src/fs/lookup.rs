@@ -48,13 +48,7 @@ fn is_dir(st: &at::Stat) -> bool {
 
 /// Open a real directory for reading (getdents, fxattr) through its O_PATH fd.
 pub fn open_dir_at(dirfd: RawFd, name: &OsStr) -> io::Result<Fd> {
-    at::openat(
-        dirfd,
-        name,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        0,
-    )
-    .map(Arc::new)
+    at::openat(dirfd, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0).map(Arc::new)
 }
 
 /// Look at `name` in one real directory.
@@ -94,20 +88,10 @@ pub fn find(parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
             Probe::Whiteout => return Ok(None),
             Probe::Entry(fd, st) => {
                 if !is_dir(&st) {
-                    return Ok(Some(Found {
-                        upper: Some(fd),
-                        lowers: Vec::new(),
-                        opaque: false,
-                        st,
-                    }));
+                    return Ok(Some(Found { upper: Some(fd), lowers: Vec::new(), opaque: false, st }));
                 }
                 let opaque = whiteout::is_opaque(fd.as_raw_fd());
-                let f = Found {
-                    upper: Some(fd),
-                    lowers: Vec::new(),
-                    opaque,
-                    st,
-                };
+                let f = Found { upper: Some(fd), lowers: Vec::new(), opaque, st };
                 if opaque {
                     return Ok(Some(f));
                 }
@@ -124,12 +108,8 @@ pub fn find(parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
                 None => {
                     let dir = is_dir(&st);
                     let opaque = dir && whiteout::is_opaque(fd.as_raw_fd());
-                    found = Some(Found {
-                        upper: None,
-                        lowers: vec![RealObj { layer: l.layer, fd }],
-                        opaque: false,
-                        st,
-                    });
+                    found =
+                        Some(Found { upper: None, lowers: vec![RealObj { layer: l.layer, fd }], opaque: false, st });
                     if !dir || opaque {
                         break;
                     }
@@ -173,11 +153,7 @@ enum Origin {
 
 /// Read the origin recorded on an upper object at copy-up.
 fn origin(fs: &UnionFs, fd: RawFd, st: &at::Stat) -> Option<Origin> {
-    let t = if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR {
-        xattr::Target::Fd(fd)
-    } else {
-        xattr::Target::Path(fd)
-    };
+    let t = if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR { xattr::Target::Fd(fd) } else { xattr::Target::Path(fd) };
     let v = xattr::get(t, &fs.layers.xattr_name(ORIGIN_XATTR)).ok()??;
     let s = std::str::from_utf8(&v).ok()?;
     let (d, i) = s.split_once(':')?;
@@ -216,30 +192,17 @@ fn nodeid_of(fs: &UnionFs, f: &Found) -> u64 {
 }
 
 /// Look up `name` under `parent` and take a kernel reference on the result.
-pub fn lookup(
-    fs: &UnionFs,
-    parent: &Arc<Inode>,
-    name: &OsStr,
-) -> io::Result<(Arc<Inode>, at::Stat)> {
+pub fn lookup(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr) -> io::Result<(Arc<Inode>, at::Stat)> {
     let f = find(&parent.snapshot(), name)?.ok_or_else(|| err(libc::ENOENT))?;
     Ok(reference_found(fs, parent, name, f))
 }
 
 /// Enter a found object into the inode table (or refresh the cached one).
-pub fn reference_found(
-    fs: &UnionFs,
-    parent: &Arc<Inode>,
-    name: &OsStr,
-    f: Found,
-) -> (Arc<Inode>, at::Stat) {
+pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found) -> (Arc<Inode>, at::Stat) {
     let mut nodeid = nodeid_for(fs, parent, name, &f);
     let kind = f.st.st_mode & libc::S_IFMT;
     let mut st = f.st;
-    let lowers = if kind == libc::S_IFDIR || f.upper.is_none() {
-        f.lowers
-    } else {
-        Vec::new()
-    };
+    let lowers = if kind == libc::S_IFDIR || f.upper.is_none() { f.lowers } else { Vec::new() };
     let state = InodeState {
         parent: Some(parent.clone()),
         name: name.to_os_string(),
@@ -251,9 +214,7 @@ pub fn reference_found(
     };
     let ino = loop {
         let mut fresh = Some(state.clone());
-        let (ino, created) = fs.inodes.reference(nodeid, || {
-            Inode::new(nodeid, kind, fresh.take().unwrap_or_default())
-        });
+        let (ino, created) = fs.inodes.reference(nodeid, || Inode::new(nodeid, kind, fresh.take().unwrap_or_default()));
         if created {
             break ino;
         }

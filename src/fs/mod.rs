@@ -67,10 +67,7 @@ impl UnionFs {
         }
         if !state.opaque {
             for (i, l) in layers.layers.iter().enumerate().skip(first_lower) {
-                state.lowers.push(RealObj {
-                    layer: i,
-                    fd: l.root.clone(),
-                });
+                state.lowers.push(RealObj { layer: i, fd: l.root.clone() });
                 if whiteout::is_opaque(l.root.as_raw_fd()) {
                     break;
                 }
@@ -86,8 +83,7 @@ impl UnionFs {
             next_fh: AtomicU64::new(1),
             stale_names: std::sync::OnceLock::new(),
         };
-        fs.inodes
-            .insert_root(Inode::new(ROOT_ID, libc::S_IFDIR, state));
+        fs.inodes.insert_root(Inode::new(ROOT_ID, libc::S_IFDIR, state));
         Ok(fs)
     }
 
@@ -109,9 +105,7 @@ impl UnionFs {
 
     /// The cached inode for a nodeid the kernel sent (ENOENT/ESTALE if unknown).
     pub fn inode(&self, nodeid: u64) -> io::Result<Arc<Inode>> {
-        self.inodes
-            .get(nodeid)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESTALE))
+        self.inodes.get(nodeid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESTALE))
     }
 
     /// The attributes the kernel sees for `nodeid` whose top object has `st`.

@@ -140,25 +140,18 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
 }
 
 fn parse_u32(key: &str, v: &str) -> Result<u32, String> {
-    v.parse()
-        .map_err(|_| format!("invalid value for {key}: {v:?}"))
+    v.parse().map_err(|_| format!("invalid value for {key}: {v:?}"))
 }
 
 /// `ID:MAPPED:LEN[:ID:MAPPED:LEN...]`, an optional leading colon (podman) accepted.
 pub fn parse_idmap(key: &str, v: &str) -> Result<Vec<IdMap>, String> {
     let nums: Vec<&str> = v.trim_start_matches(':').split(':').collect();
     if !nums.len().is_multiple_of(3) || nums.is_empty() {
-        return Err(format!(
-            "invalid {key}: {v:?} (expected ID:MAPPED:LEN[:...])"
-        ));
+        return Err(format!("invalid {key}: {v:?} (expected ID:MAPPED:LEN[:...])"));
     }
     nums.chunks(3)
         .map(|c| {
-            Ok(IdMap {
-                inside: parse_u32(key, c[0])?,
-                outside: parse_u32(key, c[1])?,
-                len: parse_u32(key, c[2])?,
-            })
+            Ok(IdMap { inside: parse_u32(key, c[0])?, outside: parse_u32(key, c[1])?, len: parse_u32(key, c[2])? })
         })
         .collect()
 }
@@ -171,25 +164,17 @@ impl Options {
                 Some((k, v)) => (k.to_string(), Some(v.to_string())),
                 None => (opt.clone(), None),
             };
-            let v = || {
-                val.clone()
-                    .ok_or_else(|| format!("option {key} needs a value"))
-            };
+            let v = || val.clone().ok_or_else(|| format!("option {key} needs a value"));
             match key.as_str() {
                 "lowerdir" => {
                     let v = unescape_commas(&v()?);
-                    self.lowerdirs = split_escaped(&v, ':')
-                        .into_iter()
-                        .filter(|s| !s.is_empty())
-                        .map(PathBuf::from)
-                        .collect();
+                    self.lowerdirs =
+                        split_escaped(&v, ':').into_iter().filter(|s| !s.is_empty()).map(PathBuf::from).collect();
                 }
                 "upperdir" => self.upperdir = Some(PathBuf::from(unescape_commas(&v()?))),
                 "workdir" => self.workdir = Some(PathBuf::from(unescape_commas(&v()?))),
                 "timeout" => {
-                    let s: f64 = v()?
-                        .parse()
-                        .map_err(|_| format!("invalid timeout: {:?}", val))?;
+                    let s: f64 = v()?.parse().map_err(|_| format!("invalid timeout: {:?}", val))?;
                     if !(0.0..=1e9).contains(&s) {
                         return Err(format!("invalid timeout: {s}"));
                     }
@@ -208,9 +193,7 @@ impl Options {
                 "index" => self.index = parse_bool(&key, &v()?)?,
                 "userxattr" => self.userxattr = true,
                 "noxattrs" => self.xattrs = !parse_bool(&key, &val.clone().unwrap_or("1".into()))?,
-                "xattr_permissions" => {
-                    self.xattr_permissions = parse_u32(&key, &v()?)?.min(2) as u8
-                }
+                "xattr_permissions" => self.xattr_permissions = parse_u32(&key, &v()?)?.min(2) as u8,
                 "allow_other" => self.allow_other = true,
                 "allow_root" => self.allow_root = true,
                 "ro" => self.read_only = true,
@@ -226,9 +209,10 @@ impl Options {
                 "gidmapping" => self.gid_map = parse_idmap(&key, &v()?)?,
                 "fsname" => self.fsname = Some(v()?),
                 "subtype" => self.subtype = Some(v()?),
-                "suid" | "nosuid" | "dev" | "nodev" | "exec" | "noexec" | "atime" | "noatime"
-                | "diratime" | "nodiratime" | "relatime" | "norelatime" | "strictatime"
-                | "sync" | "async" | "dirsync" => self.mount_flags.push(key.clone()),
+                "suid" | "nosuid" | "dev" | "nodev" | "exec" | "noexec" | "atime" | "noatime" | "diratime"
+                | "nodiratime" | "relatime" | "norelatime" | "strictatime" | "sync" | "async" | "dirsync" => {
+                    self.mount_flags.push(key.clone())
+                }
                 // Accepted for compatibility; behaviour is already what they ask for.
                 "default_permissions"
                 | "noacl"
@@ -253,9 +237,7 @@ impl Options {
                 | "_netdev"
                 | "nofail" => {}
                 k if k.starts_with("x-") => {}
-                _ => self
-                    .warnings
-                    .push(format!("unknown option {opt:?} ignored")),
+                _ => self.warnings.push(format!("unknown option {opt:?} ignored")),
             }
         }
         Ok(())
@@ -265,18 +247,12 @@ impl Options {
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Command {
-    Mount {
-        opts: Box<Options>,
-        mountpoint: PathBuf,
-        foreground: bool,
-        debug: bool,
-    },
+    Mount { opts: Box<Options>, mountpoint: PathBuf, foreground: bool, debug: bool },
     Help,
     Version,
 }
 
-pub const USAGE: &str =
-    "usage: unionfs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,opts] MOUNTPOINT
+pub const USAGE: &str = "usage: unionfs [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,opts] MOUNTPOINT
        unionfs SOURCE MOUNTPOINT -o OPTIONS       (mount.fuse form)
 
 Stacks read-only lower directories (A on top of B) under a writable upper
@@ -337,12 +313,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
     if opts.upperdir.is_some() != opts.workdir.is_some() {
         return Err("upperdir= and workdir= must be given together".into());
     }
-    Ok(Command::Mount {
-        opts: Box::new(opts),
-        mountpoint: PathBuf::from(mountpoint),
-        foreground,
-        debug,
-    })
+    Ok(Command::Mount { opts: Box::new(opts), mountpoint: PathBuf::from(mountpoint), foreground, debug })
 }
 
 #[cfg(test)]
@@ -361,51 +332,19 @@ mod tests {
             "/mnt",
         ]))
         .unwrap();
-        let Command::Mount {
-            opts,
-            mountpoint,
-            foreground,
-            ..
-        } = c
-        else {
-            panic!()
-        };
-        assert_eq!(
-            opts.lowerdirs,
-            vec![PathBuf::from("/a"), PathBuf::from("/b:c")]
-        );
+        let Command::Mount { opts, mountpoint, foreground, .. } = c else { panic!() };
+        assert_eq!(opts.lowerdirs, vec![PathBuf::from("/a"), PathBuf::from("/b:c")]);
         assert_eq!(opts.upperdir, Some(PathBuf::from("/u")));
         assert!(!opts.fsync);
-        assert_eq!(
-            opts.uid_map,
-            vec![IdMap {
-                inside: 0,
-                outside: 100000,
-                len: 65536
-            }]
-        );
+        assert_eq!(opts.uid_map, vec![IdMap { inside: 0, outside: 100000, len: 65536 }]);
         assert_eq!(mountpoint, PathBuf::from("/mnt"));
         assert!(!foreground);
     }
 
     #[test]
     fn parses_mount_fuse_form_and_flags() {
-        let c = parse_args(&args(&[
-            "none",
-            "/m",
-            "-o",
-            "lowerdir=/l,ro,nosuid,bogus",
-            "-f",
-        ]));
-        let Command::Mount {
-            opts,
-            mountpoint,
-            foreground,
-            ..
-        } = c.unwrap()
-        else {
-            panic!()
-        };
+        let c = parse_args(&args(&["none", "/m", "-o", "lowerdir=/l,ro,nosuid,bogus", "-f"]));
+        let Command::Mount { opts, mountpoint, foreground, .. } = c.unwrap() else { panic!() };
         assert_eq!(mountpoint, PathBuf::from("/m"));
         assert!(foreground && opts.read_only);
         assert_eq!(opts.mount_flags, vec!["nosuid".to_string()]);
@@ -419,10 +358,7 @@ mod tests {
         assert!(parse_args(&args(&["-o", "lowerdir=/l,timeout=x", "/m"])).is_err());
         assert!(parse_args(&args(&["-o", "lowerdir=/l,uidmapping=1:2", "/m"])).is_err());
         assert!(parse_args(&args(&["-o", "lowerdir=/l", "/a", "/b", "/c"])).is_err());
-        assert!(matches!(
-            parse_args(&args(&["--version"])),
-            Ok(Command::Version)
-        ));
+        assert!(matches!(parse_args(&args(&["--version"])), Ok(Command::Version)));
     }
 
     #[test]

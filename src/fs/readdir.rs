@@ -82,27 +82,17 @@ fn read_layer(dirfd: RawFd) -> io::Result<(Vec<RawEntry>, Vec<OsString>)> {
 }
 
 /// The merged entries of a directory made of `upper` over `lowers`.
-pub fn merged_entries(
-    layers: &Layers,
-    upper: Option<&Fd>,
-    lowers: &[RealObj],
-) -> io::Result<Vec<DirEntry>> {
+pub fn merged_entries(layers: &Layers, upper: Option<&Fd>, lowers: &[RealObj]) -> io::Result<Vec<DirEntry>> {
     let mut seen: HashSet<OsString> = HashSet::new();
     let mut out = Vec::new();
     let dev_of = |idx: usize| layers.layers.get(idx).map_or(0, |l| l.dev);
-    let iter = upper
-        .map(|u| (0usize, u.as_raw_fd()))
-        .into_iter()
-        .chain(lowers.iter().map(|l| (l.layer, l.fd.as_raw_fd())));
+    let iter =
+        upper.map(|u| (0usize, u.as_raw_fd())).into_iter().chain(lowers.iter().map(|l| (l.layer, l.fd.as_raw_fd())));
     for (layer, fd) in iter {
         let (vis, wh) = read_layer(fd)?;
         for (name, kind, ino) in vis {
             if seen.insert(name.clone()) {
-                out.push(DirEntry {
-                    name,
-                    kind,
-                    ino: layers.ino_for(dev_of(layer), ino),
-                });
+                out.push(DirEntry { name, kind, ino: layers.ino_for(dev_of(layer), ino) });
             }
         }
         seen.extend(wh);

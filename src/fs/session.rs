@@ -52,9 +52,7 @@ fn unmount_on_signal(mnt: &Path) -> bool {
     for _ in 0..20 {
         match process::umount(mnt, false) {
             Ok(()) => return true,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(50))
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(50)),
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 return std::process::Command::new("fusermount3")
                     .args(["-u", "-z"])
@@ -100,10 +98,7 @@ fn daemonize() -> Result<OwnedFd, String> {
             match msg.first() {
                 Some(b'K') => process::exit_now(0),
                 Some(b'E') => {
-                    eprintln!(
-                        "unionfs: error: {}",
-                        String::from_utf8_lossy(&msg[1..]).trim()
-                    );
+                    eprintln!("unionfs: error: {}", String::from_utf8_lossy(&msg[1..]).trim());
                     process::exit_now(1)
                 }
                 _ => {
@@ -120,12 +115,7 @@ fn daemonize() -> Result<OwnedFd, String> {
     }
 }
 
-fn serve(
-    layers: Layers,
-    opts: Options,
-    mountpoint: &Path,
-    ready: Option<&OwnedFd>,
-) -> Result<(), String> {
+fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedFd>) -> Result<(), String> {
     sys::set_umask(0);
     sys::raise_nofile_limit();
     process::block_signals(&SIGNALS);
@@ -149,8 +139,8 @@ fn serve(
     let fs = UnionFs::new(layers, opts).map_err(|e| format!("cannot start: {e}"))?;
     let (stale_tx, stale_rx) = mpsc::channel::<(u64, OsString)>();
     fs.set_stale_names(stale_tx);
-    let mut session = Session::new(Fuse::new(fs), mountpoint, &config)
-        .map_err(|e| format!("mount {}: {e}", mountpoint.display()))?;
+    let mut session =
+        Session::new(Fuse::new(fs), mountpoint, &config).map_err(|e| format!("mount {}: {e}", mountpoint.display()))?;
     let notifier = session.notifier();
     std::thread::Builder::new()
         .name("invalidate".into())

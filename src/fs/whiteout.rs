@@ -14,11 +14,7 @@ pub const WH_PREFIX: &[u8] = b".wh.";
 /// OCI opaque-directory marker.
 pub const WH_OPAQUE: &[u8] = b".wh..wh..opq";
 
-const OPAQUE_XATTRS: [&str; 3] = [
-    "trusted.overlay.opaque",
-    "user.overlay.opaque",
-    "user.fuseoverlayfs.opaque",
-];
+const OPAQUE_XATTRS: [&str; 3] = ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
 const WHITEOUT_XATTRS: [&str; 2] = ["trusted.overlay.whiteout", "user.overlay.whiteout"];
 
 /// A name reserved for markers: never visible, never creatable.
@@ -42,12 +38,7 @@ pub fn is_whiteout_stat(st: &at::Stat) -> bool {
 pub fn is_xattr_whiteout(fd: RawFd, st: &at::Stat) -> bool {
     (st.st_mode & libc::S_IFMT) == libc::S_IFREG
         && st.st_size == 0
-        && WHITEOUT_XATTRS.iter().any(|n| {
-            matches!(
-                xattr::get(xattr::Target::Path(fd), OsStr::new(n)),
-                Ok(Some(_))
-            )
-        })
+        && WHITEOUT_XATTRS.iter().any(|n| matches!(xattr::get(xattr::Target::Path(fd), OsStr::new(n)), Ok(Some(_))))
 }
 
 /// Opacity of a real directory (held open O_RDONLY).
@@ -65,12 +56,7 @@ pub fn is_opaque(dirfd: RawFd) -> bool {
 
 /// Mark an upper directory opaque (kernel form: the xattr alone).
 pub fn set_opaque(layers: &Layers, dirfd: RawFd) -> io::Result<()> {
-    xattr::set(
-        xattr::Target::Fd(dirfd),
-        &layers.xattr_name("opaque"),
-        b"y",
-        0,
-    )
+    xattr::set(xattr::Target::Fd(dirfd), &layers.xattr_name("opaque"), b"y", 0)
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -97,12 +83,7 @@ pub fn create_whiteout(dirfd: RawFd, name: &OsStr) -> io::Result<()> {
 /// Put a whiteout at `upperdir/name`, atomically replacing what is there
 /// (`exchange`: swap with an existing directory, which the caller then removes
 /// from the work dir; the returned name is that staged entry).
-pub fn whiteout_over(
-    layers: &Layers,
-    upperdir: RawFd,
-    name: &OsStr,
-    exchange: bool,
-) -> io::Result<Option<OsString>> {
+pub fn whiteout_over(layers: &Layers, upperdir: RawFd, name: &OsStr, exchange: bool) -> io::Result<Option<OsString>> {
     let work = layers.work_fd()?;
     let tmp = temp_name();
     at::mknodat(work, &tmp, libc::S_IFCHR, 0)?;

@@ -22,9 +22,7 @@ const TRUSTED: &[u8] = b"trusted.overlay.";
 
 /// The private prefix `name` falls under, if any.
 fn private_prefix<'a>(layers: &'a Layers, name: &[u8]) -> Option<&'a [u8]> {
-    [TRUSTED, layers.xattr_prefix.as_bytes()]
-        .into_iter()
-        .find(|p| name.starts_with(p))
+    [TRUSTED, layers.xattr_prefix.as_bytes()].into_iter().find(|p| name.starts_with(p))
 }
 
 /// A private overlay xattr as stored in a layer (escaped user data excluded).
@@ -103,22 +101,11 @@ pub fn list(fs: &UnionFs, ino: &Inode) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-pub fn set(
-    fs: &UnionFs,
-    ino: &Arc<Inode>,
-    name: &OsStr,
-    value: &[u8],
-    flags: i32,
-) -> io::Result<()> {
+pub fn set(fs: &UnionFs, ino: &Arc<Inode>, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
     check_enabled(fs)?;
     fs.check_writable()?;
     let up = copy_up(fs, ino)?;
-    xattr::set(
-        target(ino, up.as_raw_fd()),
-        &escape(&fs.layers, name),
-        value,
-        flags,
-    )
+    xattr::set(target(ino, up.as_raw_fd()), &escape(&fs.layers, name), value, flags)
 }
 
 pub fn remove(fs: &UnionFs, ino: &Arc<Inode>, name: &OsStr) -> io::Result<()> {
@@ -135,13 +122,7 @@ mod tests {
     use super::*;
 
     fn layers() -> Layers {
-        Layers {
-            layers: Vec::new(),
-            has_upper: false,
-            work: None,
-            xattr_prefix: "user.overlay.",
-            ino_shift: 0,
-        }
+        Layers { layers: Vec::new(), has_upper: false, work: None, xattr_prefix: "user.overlay.", ino_shift: 0 }
     }
 
     #[test]
@@ -149,24 +130,12 @@ mod tests {
         let l = layers();
         assert!(is_private(&l, OsStr::new("trusted.overlay.opaque")));
         assert!(is_private(&l, OsStr::new("user.overlay.origin")));
-        assert!(!is_private(
-            &l,
-            OsStr::new("trusted.overlay.overlay.opaque")
-        ));
+        assert!(!is_private(&l, OsStr::new("trusted.overlay.overlay.opaque")));
         assert!(!is_private(&l, OsStr::new("user.mime")));
-        assert_eq!(
-            escape(&l, OsStr::new("trusted.overlay.x")),
-            OsString::from("trusted.overlay.overlay.x")
-        );
+        assert_eq!(escape(&l, OsStr::new("trusted.overlay.x")), OsString::from("trusted.overlay.overlay.x"));
         assert_eq!(escape(&l, OsStr::new("user.x")), OsString::from("user.x"));
         assert_eq!(unescape(&l, b"trusted.overlay.opaque"), None);
-        assert_eq!(
-            unescape(&l, b"user.overlay.overlay.y").as_deref(),
-            Some(&b"user.overlay.y"[..])
-        );
-        assert_eq!(
-            unescape(&l, b"security.selinux").as_deref(),
-            Some(&b"security.selinux"[..])
-        );
+        assert_eq!(unescape(&l, b"user.overlay.overlay.y").as_deref(), Some(&b"user.overlay.y"[..]));
+        assert_eq!(unescape(&l, b"security.selinux").as_deref(), Some(&b"security.selinux"[..]));
     }
 }

@@ -1,1 +1,119 @@
 //! The content-addressed image and layer store used by `unionctl`.
+//!
+//! Layout under the root (see [`Store`]):
+//!
+//! ```text
+//! lock                        flock(2) around every metadata read-modify-write
+//! blobs/sha256/<hex>          configs, manifests, layer blobs as loaded
+//! layers/<diff-id hex>/diff   one extracted layer, shared by every image using it
+//! layers/<diff-id hex>/layer.json
+//! images/<image id>/image.json
+//! tmp/                        unpacking happens here, then a rename into place
+//! ```
+//!
+//! Layers keep OCI whiteout markers (`.wh.NAME`, `.wh..wh..opq`) as plain
+//! files: no privilege is needed and unionfs reads them as lower layers.
+
+pub mod compress;
+pub mod digest;
+pub mod error;
+pub mod formats;
+pub mod images;
+pub mod layers;
+pub mod load;
+pub mod save;
+pub mod source;
+pub mod spec;
+pub mod unpack;
+pub mod util;
+
+use crate::sys::at;
+use error::{Context, Result};
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An open store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// Held while metadata is read and rewritten; released on drop.
+pub struct Lock {
+    _file: File,
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A directory under `tmp/` removed (with everything in it) on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+impl Store {
+    /// The default root: /var/lib/unionctl as root, else under $XDG_DATA_HOME
+    /// (or ~/.local/share).
+    pub fn default_root() -> PathBuf {
+        if at::is_root() {
+            return PathBuf::from("/var/lib/unionctl");
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+            return PathBuf::from(x).join("unionctl");
+        }
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        home.join(".local/share/unionctl")
+    }
+
+    /// Open (creating the layout if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        for d in ["blobs/sha256", "layers", "images", "tmp/locks"] {
+            fs::create_dir_all(root.join(d)).ctx(format!("store {}", root.display()))?;
+        }
+        let root = root.canonicalize().ctx(root.display())?;
+        Ok(Store { root })
+    }
+
+    pub fn blob_path(&self, d: &digest::Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    pub fn layer_dir(&self, diff_id: &digest::Digest) -> PathBuf {
+        self.root.join("layers").join(diff_id.hex())
+    }
+
+    pub fn image_dir(&self, id: &str) -> PathBuf {
+        self.root.join("images").join(id)
+    }
+
+    /// Take the store's metadata lock (blocks while another process holds it).
+    pub fn lock(&self) -> Result<Lock> {
+        self.lock_file(&self.root.join("lock"))
+    }
+
+    /// A lock for one layer, so two loaders never unpack the same layer twice.
+    pub fn layer_lock(&self, diff_id: &digest::Digest) -> Result<Lock> {
+        self.lock_file(&self.root.join("tmp/locks").join(format!("{}.lock", diff_id.hex())))
+    }
+
+    fn lock_file(&self, p: &Path) -> Result<Lock> {
+        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(p).ctx(p.display())?;
+        at::flock(f.as_raw_fd(), true).ctx(format!("lock {}", p.display()))?;
+        Ok(Lock { _file: f })
+    }
+
+    /// A fresh private directory under tmp/.
+    pub fn temp_dir(&self, what: &str) -> Result<TempDir> {
+        let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = self.root.join("tmp").join(format!("{what}-{}-{n}", std::process::id()));
+        fs::create_dir_all(&path).ctx(path.display())?;
+        Ok(TempDir { path })
+    }
+}

@@ -35,14 +35,7 @@ pub fn lstatat(dirfd: RawFd, name: &OsStr) -> io::Result<Stat> {
     let c = cstr(name)?;
     let mut st = MaybeUninit::<Stat>::uninit();
     // SAFETY: valid pointers.
-    cvt(unsafe {
-        libc::fstatat(
-            dirfd,
-            c.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
+    cvt(unsafe { libc::fstatat(dirfd, c.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
     // SAFETY: fstatat succeeded and filled st.
     Ok(unsafe { st.assume_init() })
 }
@@ -51,14 +44,7 @@ pub fn lstatat(dirfd: RawFd, name: &OsStr) -> io::Result<Stat> {
 pub fn fstat(fd: RawFd) -> io::Result<Stat> {
     let mut st = MaybeUninit::<Stat>::uninit();
     // SAFETY: valid pointers; empty path with AT_EMPTY_PATH.
-    cvt(unsafe {
-        libc::fstatat(
-            fd,
-            c"".as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
+    cvt(unsafe { libc::fstatat(fd, c"".as_ptr(), st.as_mut_ptr(), libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW) })?;
     // SAFETY: filled by fstatat.
     Ok(unsafe { st.assume_init() })
 }
@@ -72,8 +58,7 @@ pub fn mkdirat(dirfd: RawFd, name: &OsStr, mode: u32) -> io::Result<()> {
 pub fn mknodat(dirfd: RawFd, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
     let c = cstr(name)?;
     // SAFETY: valid C string.
-    cvt(unsafe { libc::mknodat(dirfd, c.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })
-        .map(drop)
+    cvt(unsafe { libc::mknodat(dirfd, c.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) }).map(drop)
 }
 
 pub fn symlinkat(target: &OsStr, dirfd: RawFd, name: &OsStr) -> io::Result<()> {
@@ -88,8 +73,7 @@ pub fn readlinkat(dirfd: RawFd, name: &OsStr) -> io::Result<Vec<u8>> {
     let c = cstr(name)?;
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
     // SAFETY: buf is writable for its length.
-    let n =
-        cvt(unsafe { libc::readlinkat(dirfd, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    let n = cvt(unsafe { libc::readlinkat(dirfd, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
     buf.truncate(n as usize);
     Ok(buf)
 }
@@ -104,13 +88,7 @@ pub const RENAME_NOREPLACE: u32 = 1;
 pub const RENAME_EXCHANGE: u32 = 2;
 pub const RENAME_WHITEOUT: u32 = 4;
 
-pub fn renameat2(
-    olddir: RawFd,
-    oldname: &OsStr,
-    newdir: RawFd,
-    newname: &OsStr,
-    flags: u32,
-) -> io::Result<()> {
+pub fn renameat2(olddir: RawFd, oldname: &OsStr, newdir: RawFd, newname: &OsStr, flags: u32) -> io::Result<()> {
     let o = cstr(oldname)?;
     let n = cstr(newname)?;
     // SAFETY: valid C strings.
@@ -122,16 +100,7 @@ pub fn link_fd(fd: RawFd, newdir: RawFd, newname: &OsStr) -> io::Result<()> {
     let p = proc_path(fd);
     let n = cstr(newname)?;
     // SAFETY: valid C strings.
-    cvt(unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            p.as_ptr(),
-            newdir,
-            n.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    })
-    .map(drop)
+    cvt(unsafe { libc::linkat(libc::AT_FDCWD, p.as_ptr(), newdir, n.as_ptr(), libc::AT_SYMLINK_FOLLOW) }).map(drop)
 }
 
 /// chown the object an fd refers to (works on `O_PATH` and symlinks); -1 keeps a value.
@@ -139,16 +108,7 @@ pub fn fchown(fd: RawFd, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
     let u = uid.map_or(u32::MAX, |v| v);
     let g = gid.map_or(u32::MAX, |v| v);
     // SAFETY: empty path with AT_EMPTY_PATH.
-    cvt(unsafe {
-        libc::fchownat(
-            fd,
-            c"".as_ptr(),
-            u,
-            g,
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
-    .map(drop)
+    cvt(unsafe { libc::fchownat(fd, c"".as_ptr(), u, g, libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
 }
 
 /// chmod the object an fd refers to (not for symlinks).
@@ -175,18 +135,9 @@ pub enum Time {
 
 fn timespec(t: Time) -> libc::timespec {
     match t {
-        Time::Omit => libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        Time::Now => libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
-        },
-        Time::At(s, ns) => libc::timespec {
-            tv_sec: s,
-            tv_nsec: ns,
-        },
+        Time::Omit => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        Time::Now => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+        Time::At(s, ns) => libc::timespec { tv_sec: s, tv_nsec: ns },
     }
 }
 
@@ -195,23 +146,15 @@ pub fn utimensat(dirfd: RawFd, name: &OsStr, atime: Time, mtime: Time) -> io::Re
     let c = cstr(name)?;
     let ts = [timespec(atime), timespec(mtime)];
     // SAFETY: valid pointers.
-    cvt(unsafe { libc::utimensat(dirfd, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
-        .map(drop)
+    cvt(unsafe { libc::utimensat(dirfd, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
 }
 
 /// Set times of the object an fd refers to (`O_PATH` and symlinks too).
 pub fn futimens(fd: RawFd, atime: Time, mtime: Time) -> io::Result<()> {
     let ts = [timespec(atime), timespec(mtime)];
     // SAFETY: valid pointers; empty path with AT_EMPTY_PATH.
-    cvt(unsafe {
-        libc::utimensat(
-            fd,
-            c"".as_ptr(),
-            ts.as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
-    .map(drop)
+    cvt(unsafe { libc::utimensat(fd, c"".as_ptr(), ts.as_ptr(), libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW) })
+        .map(drop)
 }
 
 pub fn fstatfs(fd: RawFd) -> io::Result<libc::statvfs> {
@@ -228,13 +171,7 @@ pub fn ficlone(dst: RawFd, src: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::ioctl(dst, libc::FICLONE as _, src) }).map(drop)
 }
 
-pub fn copy_file_range(
-    src: RawFd,
-    off_in: &mut i64,
-    dst: RawFd,
-    off_out: &mut i64,
-    len: usize,
-) -> io::Result<usize> {
+pub fn copy_file_range(src: RawFd, off_in: &mut i64, dst: RawFd, off_out: &mut i64, len: usize) -> io::Result<usize> {
     // SAFETY: valid pointers to offsets.
     let n = cvt(unsafe { libc::copy_file_range(src, off_in, dst, off_out, len, 0) })?;
     Ok(n as usize)
@@ -275,14 +212,8 @@ pub fn read_dir_fd(fd: RawFd) -> io::Result<Vec<(Vec<u8>, u8, u64)>> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // SAFETY: buf is writable for its length.
-        let n = cvt(unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                dfd.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        })? as usize;
+        let n =
+            cvt(unsafe { libc::syscall(libc::SYS_getdents64, dfd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) })? as usize;
         if n == 0 {
             break;
         }
@@ -295,9 +226,7 @@ pub fn read_dir_fd(fd: RawFd) -> io::Result<Vec<(Vec<u8>, u8, u64)>> {
                 break;
             }
             let name_bytes = &buf[pos + 19..pos + reclen];
-            let name = CStr::from_bytes_until_nul(name_bytes)
-                .map(|c| c.to_bytes().to_vec())
-                .unwrap_or_default();
+            let name = CStr::from_bytes_until_nul(name_bytes).map(|c| c.to_bytes().to_vec()).unwrap_or_default();
             if name != b"." && name != b".." && !name.is_empty() {
                 out.push((name, dtype, ino));
             }
@@ -325,4 +254,36 @@ pub fn pread(fd: RawFd, buf: &mut [u8], off: i64) -> io::Result<usize> {
 pub fn pwrite(fd: RawFd, buf: &[u8], off: i64) -> io::Result<usize> {
     // SAFETY: buf is readable for its length.
     cvt(unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), off) }).map(|n| n as usize)
+}
+
+/// Hard-link `olddir/oldname` to `newdir/newname` (never following symlinks).
+pub fn linkat(olddir: RawFd, oldname: &OsStr, newdir: RawFd, newname: &OsStr) -> io::Result<()> {
+    let o = cstr(oldname)?;
+    let n = cstr(newname)?;
+    // SAFETY: valid C strings.
+    cvt(unsafe { libc::linkat(olddir, o.as_ptr(), newdir, n.as_ptr(), 0) }).map(drop)
+}
+
+/// chown `dirfd/name` without following a symlink.
+pub fn lchownat(dirfd: RawFd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string.
+    cvt(unsafe { libc::fchownat(dirfd, c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+}
+
+/// flock(2): `exclusive` or shared, blocking.
+pub fn flock(fd: RawFd, exclusive: bool) -> io::Result<()> {
+    let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+    loop {
+        // SAFETY: no pointers.
+        match cvt(unsafe { libc::flock(fd, op) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(drop),
+        }
+    }
+}
+
+/// The calling process's effective uid is 0.
+pub fn is_root() -> bool {
+    super::geteuid() == 0
 }

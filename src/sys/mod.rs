@@ -5,7 +5,6 @@
 
 pub mod at;
 pub mod process;
-pub mod unpack;
 pub mod xattr;
 
 use std::ffi::{CString, OsStr};
@@ -42,10 +41,7 @@ pub fn set_umask(mask: u32) -> u32 {
 
 /// Raise RLIMIT_NOFILE's soft limit to the hard limit (we hold one fd per cached inode).
 pub fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: lim is a valid out-pointer.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {

@@ -14,11 +14,7 @@ pub enum Fork {
 pub fn fork() -> io::Result<Fork> {
     // SAFETY: the caller guarantees no other threads exist.
     let pid = cvt(unsafe { libc::fork() })?;
-    Ok(if pid == 0 {
-        Fork::Child
-    } else {
-        Fork::Parent(pid)
-    })
+    Ok(if pid == 0 { Fork::Child } else { Fork::Parent(pid) })
 }
 
 pub fn setsid() {
@@ -39,11 +35,7 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Point stdin/stdout/stderr at /dev/null (a daemon's terminal may go away).
 pub fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
             // SAFETY: dup2 onto the standard fds.
             unsafe {

@@ -30,9 +30,7 @@ pub fn get(t: Target, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
         // SAFETY: buf writable for its length; valid C strings.
         let r = unsafe {
             match t {
-                Target::Fd(fd) => {
-                    libc::fgetxattr(fd, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-                }
+                Target::Fd(fd) => libc::fgetxattr(fd, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()),
                 Target::Path(fd) => {
                     let p = proc_path(fd);
                     libc::getxattr(p.as_ptr(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
@@ -78,18 +76,10 @@ pub fn set(t: Target, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> 
     // SAFETY: valid pointers.
     let r = unsafe {
         match t {
-            Target::Fd(fd) => {
-                libc::fsetxattr(fd, c.as_ptr(), value.as_ptr().cast(), value.len(), flags)
-            }
+            Target::Fd(fd) => libc::fsetxattr(fd, c.as_ptr(), value.as_ptr().cast(), value.len(), flags),
             Target::Path(fd) => {
                 let p = proc_path(fd);
-                libc::setxattr(
-                    p.as_ptr(),
-                    c.as_ptr(),
-                    value.as_ptr().cast(),
-                    value.len(),
-                    flags,
-                )
+                libc::setxattr(p.as_ptr(), c.as_ptr(), value.as_ptr().cast(), value.len(), flags)
             }
         }
     };
@@ -128,11 +118,7 @@ pub fn list(t: Target) -> io::Result<Vec<Vec<u8>>> {
         match cvt(r) {
             Ok(n) => {
                 buf.truncate(n as usize);
-                return Ok(buf
-                    .split(|b| *b == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect());
+                return Ok(buf.split(|b| *b == 0).filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect());
             }
             Err(e) if errno_is(&e, libc::ERANGE) => {
                 let len = buf.len();

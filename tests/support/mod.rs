@@ -23,23 +23,14 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(nlowers: usize) -> Layout {
-        let dir = tempfile::Builder::new()
-            .prefix("unionfs-test.")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("unionfs-test.").tempdir_in("/tmp").expect("temp dir");
         let p = |n: &str| {
             let p = dir.path().join(n);
             fs::create_dir_all(&p).expect("mkdir");
             p
         };
         let lowers = (0..nlowers).map(|i| p(&format!("lower{i}"))).collect();
-        Layout {
-            upper: p("upper"),
-            work: p("work"),
-            mnt: p("mnt"),
-            lowers,
-            dir,
-        }
+        Layout { upper: p("upper"), work: p("work"), mnt: p("mnt"), lowers, dir }
     }
 
     pub fn lower(&self, i: usize, rel: &str) -> PathBuf {
@@ -59,20 +50,11 @@ impl Layout {
     }
 
     pub fn lowerdir(&self) -> String {
-        self.lowers
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":")
+        self.lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")
     }
 
     pub fn opts(&self) -> String {
-        format!(
-            "lowerdir={},upperdir={},workdir={}",
-            self.lowerdir(),
-            self.upper.display(),
-            self.work.display()
-        )
+        format!("lowerdir={},upperdir={},workdir={}", self.lowerdir(), self.upper.display(), self.work.display())
     }
 
     /// Mount unionfs in the foreground (as a child we own).
@@ -157,10 +139,7 @@ impl UnionMount {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        UnionMount {
-            child: Some(child),
-            mnt: mnt.to_path_buf(),
-        }
+        UnionMount { child: Some(child), mnt: mnt.to_path_buf() }
     }
 
     /// Unmount and wait for the daemon; returns its exit status.
@@ -203,18 +182,12 @@ impl KernelMount {
     pub fn new(lowerdir: &str, upper: &Path, work: &Path, mnt: &Path) -> KernelMount {
         let st = Command::new("mount")
             .args(["-t", "overlay", "overlay", "-o"])
-            .arg(format!(
-                "lowerdir={lowerdir},upperdir={},workdir={}",
-                upper.display(),
-                work.display()
-            ))
+            .arg(format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display()))
             .arg(mnt)
             .status()
             .expect("mount");
         assert!(st.success(), "kernel overlay mount failed");
-        KernelMount {
-            mnt: mnt.to_path_buf(),
-        }
+        KernelMount { mnt: mnt.to_path_buf() }
     }
 }
 
@@ -237,13 +210,7 @@ pub fn stat(p: &Path) -> libc::stat {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: valid pointers.
     let r = unsafe { libc::lstat(c.as_ptr(), st.as_mut_ptr()) };
-    assert_eq!(
-        r,
-        0,
-        "lstat {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(r, 0, "lstat {}: {}", p.display(), std::io::Error::last_os_error());
     // SAFETY: lstat succeeded.
     unsafe { st.assume_init() }
 }
@@ -256,34 +223,18 @@ pub fn mknod_whiteout(p: &Path) {
 }
 
 pub fn getxattr(p: &Path, name: &str) -> Option<Vec<u8>> {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-h", "-n", name])
-        .arg(p)
-        .output()
-        .ok()?;
+    let out = Command::new("getfattr").args(["--only-values", "-h", "-n", name]).arg(p).output().ok()?;
     out.status.success().then_some(out.stdout)
 }
 
 pub fn setxattr(p: &Path, name: &str, value: &str) -> bool {
-    Command::new("setfattr")
-        .args(["-h", "-n", name, "-v", value])
-        .arg(p)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    Command::new("setfattr").args(["-h", "-n", name, "-v", value]).arg(p).status().map(|s| s.success()).unwrap_or(false)
 }
 
 /// Run a command as uid/gid 65534 (nobody); returns whether it succeeded.
 pub fn as_nobody(cmd: &str) -> bool {
     Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            cmd,
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", cmd])
         .status()
         .map(|s| s.success())
         .unwrap_or(false)

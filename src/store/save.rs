@@ -1,0 +1,169 @@
+//! `image save`: write an image as an OCI archive or a docker-archive tar
+//! that skopeo, podman and docker load. The config bytes are the stored ones,
+//! so loading the archive again gives the same image ID. The archive is built
+//! next to its destination and renamed into place: never a partial file.
+
+use crate::store::compress::decompress;
+use crate::store::digest::Digest;
+use crate::store::error::{err, Context, Result};
+use crate::store::images::ImageRecord;
+use crate::store::spec::{self, Descriptor, DockerEntry, Index, Manifest};
+use crate::store::Store;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    OciArchive,
+    DockerArchive,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Format> {
+        match s {
+            "oci-archive" => Ok(Format::OciArchive),
+            "docker-archive" => Ok(Format::DockerArchive),
+            _ => err(format!("unknown format {s:?} (oci-archive or docker-archive)")),
+        }
+    }
+}
+
+fn header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h
+}
+
+fn add_bytes<W: Write>(b: &mut tar::Builder<W>, path: &str, data: &[u8]) -> Result<()> {
+    let mut h = header(data.len() as u64);
+    b.append_data(&mut h, path, data).ctx(path)
+}
+
+fn add_file<W: Write>(b: &mut tar::Builder<W>, path: &str, src: &Path) -> Result<()> {
+    let f = File::open(src).ctx(src.display())?;
+    let len = f.metadata().ctx(src.display())?.len();
+    let mut h = header(len);
+    b.append_data(&mut h, path, f).ctx(path)
+}
+
+/// The manifest to write: the one loaded, else one made from the record.
+fn manifest_of(store: &Store, img: &ImageRecord, config_len: u64) -> Result<(Vec<u8>, Digest)> {
+    if let Some(d) = &img.manifest_digest {
+        let d = Digest::parse(d)?;
+        if let Ok(bytes) = fs::read(store.blob_path(&d)) {
+            return Ok((bytes, d));
+        }
+    }
+    let m = Manifest {
+        schema_version: 2,
+        media_type: Some(spec::OCI_MANIFEST.into()),
+        config: Descriptor {
+            media_type: Some(spec::OCI_CONFIG.into()),
+            digest: img.config_digest.clone(),
+            size: config_len as i64,
+            annotations: None,
+            platform: None,
+        },
+        layers: img
+            .layer_blobs
+            .iter()
+            .map(|b| Descriptor {
+                media_type: Some(b.media_type.clone()),
+                digest: b.digest.clone(),
+                size: b.size as i64,
+                annotations: None,
+                platform: None,
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&m)?;
+    let d = Digest::of(&bytes);
+    Ok((bytes, d))
+}
+
+/// Save `img` to `out` in `format` under `names` (an OCI archive takes the
+/// first only: one index entry, as skopeo and podman expect).
+pub fn save(store: &Store, img: &ImageRecord, names: &[String], out: &Path, format: Format) -> Result<()> {
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp_out = dir.join(format!(
+        ".{}.partial-{}",
+        out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let f = File::create(&tmp_out).ctx(tmp_out.display())?;
+        let mut b = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, f));
+        match format {
+            Format::OciArchive => write_oci(store, img, names.first(), &mut b)?,
+            Format::DockerArchive => write_docker(store, img, names, &mut b)?,
+        }
+        let w = b.into_inner().ctx(out.display())?;
+        let f = w.into_inner().map_err(|e| e.into_error()).ctx(out.display())?;
+        f.sync_all().ctx(out.display())?;
+        fs::rename(&tmp_out, out).ctx(out.display())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp_out);
+    }
+    result
+}
+
+fn write_oci<W: Write>(store: &Store, img: &ImageRecord, name: Option<&String>, b: &mut tar::Builder<W>) -> Result<()> {
+    let (config, _) = img.config(store)?;
+    let (manifest, mdigest) = manifest_of(store, img, config.len() as u64)?;
+    add_bytes(b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let descs = vec![Descriptor {
+        media_type: Some(spec::OCI_MANIFEST.into()),
+        digest: mdigest.to_string(),
+        size: manifest.len() as i64,
+        annotations: name.map(|n| BTreeMap::from([(spec::REF_NAME.to_string(), n.clone())])),
+        platform: None,
+    }];
+    let index = Index { schema_version: 2, media_type: Some(spec::OCI_INDEX.into()), manifests: descs };
+    add_bytes(b, "index.json", &serde_json::to_vec(&index)?)?;
+    add_bytes(b, &format!("blobs/sha256/{}", mdigest.hex()), &manifest)?;
+    add_bytes(b, &format!("blobs/sha256/{}", img.id), &config)?;
+    let mut seen = std::collections::HashSet::new();
+    for blob in &img.layer_blobs {
+        let d = Digest::parse(&blob.digest)?;
+        if seen.insert(d.clone()) {
+            add_file(b, &format!("blobs/sha256/{}", d.hex()), &store.blob_path(&d))
+                .ctx(format!("layer blob {}", d.short()))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_docker<W: Write>(store: &Store, img: &ImageRecord, names: &[String], b: &mut tar::Builder<W>) -> Result<()> {
+    let (config, _) = img.config(store)?;
+    let config_name = format!("{}.json", img.id);
+    add_bytes(b, &config_name, &config)?;
+    let tmp = store.temp_dir("save")?;
+    let mut layer_paths = Vec::new();
+    for (blob, diff_id) in img.layer_blobs.iter().zip(&img.layers) {
+        let d = Digest::parse(&blob.digest)?;
+        let diff = Digest::parse(diff_id)?;
+        let path = format!("{}/layer.tar", diff.hex());
+        if !layer_paths.contains(&path) {
+            // docker-archive layers are plain tars: decompress the stored blob.
+            let plain = tmp.path.join(diff.hex());
+            let (_, mut r) = decompress(File::open(store.blob_path(&d)).ctx(format!("layer blob {}", d.short()))?)?;
+            let mut f = File::create(&plain).ctx(plain.display())?;
+            io::copy(&mut r, &mut f).ctx(format!("layer blob {}", d.short()))?;
+            drop(f);
+            add_file(b, &path, &plain)?;
+            fs::remove_file(&plain).ctx(plain.display())?;
+        }
+        layer_paths.push(path);
+    }
+    let entry = DockerEntry { config: config_name, repo_tags: Some(names.to_vec()), layers: layer_paths };
+    add_bytes(b, "manifest.json", &serde_json::to_vec(&[entry])?)?;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! Apply a layer tar to an empty directory, safely.
+//!
+//! Paths are relative and never climb (`..`, absolute paths are rejected);
+//! every parent is opened with O_NOFOLLOW, so a symlink in the layer can never
+//! be written through; hard links must name a member inside the layer.
+//! Owners (numeric ids), modes (after chown, so setuid bits stay), xattrs
+//! (PAX `SCHILY.xattr.*`) and mtimes are kept. OCI whiteout markers are
+//! ordinary files here: they stay in the layer for unionfs to read. Device
+//! nodes a non-root user cannot make are recorded as empty files carrying
+//! `user.containers.override_stat`.
+
+use crate::store::error::{err, Context, Error, Result};
+use crate::sys::{at, xattr};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// What one unpack did.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub entries: u64,
+    /// Bytes of file data written.
+    pub bytes: u64,
+    /// Device nodes recorded as files (not root).
+    pub devices_recorded: u64,
+    /// xattrs this user may not set (trusted.*, security.* when not root).
+    pub xattrs_skipped: u64,
+}
+
+/// A member path split into components; None when it would escape.
+fn components(raw: &[u8]) -> Option<Vec<OsString>> {
+    if raw.starts_with(b"/") {
+        return None;
+    }
+    let mut out = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return None,
+            n => out.push(OsStr::from_bytes(n).to_os_string()),
+        }
+    }
+    Some(out)
+}
+
+fn open_dir(parent: RawFd, name: &OsStr) -> io::Result<OwnedFd> {
+    at::openat(parent, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
+}
+
+struct Unpacker {
+    root: OwnedFd,
+    root_user: bool,
+    stats: Stats,
+    /// The parent directory of the previous member (most members share one).
+    last_parent: Option<(Vec<OsString>, OwnedFd)>,
+    /// Directory metadata, applied last (children change a dir's mtime).
+    dirs: Vec<(Vec<OsString>, u32, u32, u32, u64)>,
+    buf: Vec<u8>,
+}
+
+impl Unpacker {
+    /// Open (creating missing ones) the directory `comps`, never following symlinks.
+    fn dir(&mut self, comps: &[OsString], create: bool) -> Result<RawFd> {
+        if let Some((p, fd)) = &self.last_parent {
+            if p.as_slice() == comps {
+                return Ok(fd.as_raw_fd());
+            }
+        }
+        let mut cur = at::openat(self.root.as_raw_fd(), OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        for c in comps {
+            let next = match open_dir(cur.as_raw_fd(), c) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
+                    at::mkdirat(cur.as_raw_fd(), c, 0o755)?;
+                    open_dir(cur.as_raw_fd(), c)?
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                    return err(format!(
+                        "{} is not a directory (a symlink or file in the layer cannot be a parent)",
+                        join(&comps[..=comps.iter().position(|x| x == c).unwrap_or(0)])
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            cur = next;
+        }
+        let fd = cur.as_raw_fd();
+        self.last_parent = Some((comps.to_vec(), cur));
+        Ok(fd)
+    }
+
+    /// Make room for a new member at `parent/name` (a later member wins).
+    fn clear(&mut self, parent: RawFd, name: &OsStr, keep_dir: bool) -> Result<bool> {
+        match at::lstatat(parent, name) {
+            Ok(st) if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR => {
+                if keep_dir {
+                    return Ok(true);
+                }
+                let d = open_dir(parent, name)?;
+                crate::fs::layers::remove_contents(d.as_raw_fd())?;
+                at::unlinkat(parent, name, libc::AT_REMOVEDIR)?;
+                self.last_parent = None;
+            }
+            Ok(_) => at::unlinkat(parent, name, 0)?,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(false)
+    }
+
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<()> {
+        let raw = e.path_bytes().into_owned();
+        let comps = components(&raw).ok_or_else(|| Error("path escapes the layer (absolute or ..)".into()))?;
+        let h = e.header().clone();
+        let kind = h.entry_type();
+        let mode = h.mode().unwrap_or(0o644) & 0o7777;
+        let (uid, gid) = (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32);
+        let mtime = h.mtime().unwrap_or(0);
+        let Some((name, parents)) = comps.split_last() else {
+            // The layer root itself ("./").
+            if kind.is_dir() {
+                self.dirs.push((Vec::new(), mode, uid, gid, mtime));
+            }
+            return Ok(());
+        };
+        let parent = self.dir(parents, true)?;
+        let xattrs = collect_xattrs(e)?;
+        match kind {
+            tar::EntryType::Directory => {
+                if !self.clear(parent, name, true)? {
+                    at::mkdirat(parent, name, 0o700)?;
+                }
+                self.dirs.push((comps.clone(), mode, uid, gid, mtime));
+                self.set_xattrs(parent, name, &xattrs)?;
+                return Ok(());
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                self.clear(parent, name, false)?;
+                let f =
+                    at::openat(parent, name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW, 0o600)?;
+                self.copy(e, f.as_raw_fd())?;
+            }
+            tar::EntryType::Symlink => {
+                let target = e.link_name_bytes().ok_or_else(|| Error("symlink without a target".into()))?;
+                self.clear(parent, name, false)?;
+                at::symlinkat(OsStr::from_bytes(&target), parent, name)?;
+            }
+            tar::EntryType::Link => {
+                let target = e.link_name_bytes().ok_or_else(|| Error("hard link without a target".into()))?;
+                let tcomps = components(&target).filter(|c| !c.is_empty()).ok_or_else(|| {
+                    Error(format!("hard link to {:?} escapes the layer", String::from_utf8_lossy(&target)))
+                })?;
+                let (tname, tparents) = tcomps.split_last().ok_or_else(|| Error("empty hard link target".into()))?;
+                if tcomps == comps {
+                    return Ok(());
+                }
+                let tparent = self.dir(tparents, false).ctx(format!("hard link target {}", join(&tcomps)))?;
+                let tparent = at::openat(tparent, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+                let parent = self.dir(parents, true)?;
+                self.clear(parent, name, false)?;
+                at::linkat(tparent.as_raw_fd(), tname, parent, name).ctx(format!("hard link to {}", join(&tcomps)))?;
+                self.stats.entries += 1;
+                return Ok(());
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                self.clear(parent, name, false)?;
+                let (major, minor) =
+                    (h.device_major().ok().flatten().unwrap_or(0), h.device_minor().ok().flatten().unwrap_or(0));
+                let ftype = match kind {
+                    tar::EntryType::Char => libc::S_IFCHR,
+                    tar::EntryType::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let rdev = libc::makedev(major, minor);
+                match at::mknodat(parent, name, ftype | 0o600, rdev) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && !self.root_user => {
+                        // Record it: an empty file that says what it stands for.
+                        drop(at::openat(parent, name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o600)?);
+                        let t = if ftype == libc::S_IFCHR { "char" } else { "block" };
+                        let v = format!("{uid}:{gid}:0{mode:o}:{t}-{major}-{minor}");
+                        let fd = at::openat(parent, name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+                        xattr::set(
+                            xattr::Target::Path(fd.as_raw_fd()),
+                            OsStr::new("user.containers.override_stat"),
+                            v.as_bytes(),
+                            0,
+                        )?;
+                        self.stats.devices_recorded += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            // PAX/GNU headers are consumed by the tar reader; others carry nothing to apply.
+            _ => return Ok(()),
+        }
+        self.stats.entries += 1;
+        let obj = at::openat(parent, name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        let fd = obj.as_raw_fd();
+        if self.root_user {
+            at::fchown(fd, Some(uid), Some(gid))?;
+        }
+        if kind != tar::EntryType::Symlink {
+            at::fchmod(fd, mode)?;
+            self.set_xattrs(parent, name, &xattrs)?;
+        }
+        at::futimens(fd, at::Time::At(mtime as i64, 0), at::Time::At(mtime as i64, 0))?;
+        Ok(())
+    }
+
+    fn copy<R: Read>(&mut self, r: &mut R, fd: RawFd) -> Result<()> {
+        let mut off = 0i64;
+        loop {
+            let n = r.read(&mut self.buf)?;
+            if n == 0 {
+                break;
+            }
+            let mut done = 0;
+            while done < n {
+                done += at::pwrite(fd, &self.buf[done..n], off + done as i64)?;
+            }
+            off += n as i64;
+        }
+        self.stats.bytes += off as u64;
+        Ok(())
+    }
+
+    fn set_xattrs(&mut self, parent: RawFd, name: &OsStr, xattrs: &[(OsString, Vec<u8>)]) -> Result<()> {
+        if xattrs.is_empty() {
+            return Ok(());
+        }
+        let obj = at::openat(parent, name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        for (k, v) in xattrs {
+            match xattr::set(xattr::Target::Path(obj.as_raw_fd()), k, v, 0) {
+                Ok(()) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) && !self.root_user => {
+                    self.stats.xattrs_skipped += 1;
+                }
+                Err(e) => return Err(Error(format!("xattr {}: {}", k.to_string_lossy(), e))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Directory modes, owners and times, deepest first.
+    fn finish_dirs(&mut self) -> Result<()> {
+        let dirs = std::mem::take(&mut self.dirs);
+        self.last_parent = None;
+        for (comps, mode, uid, gid, mtime) in dirs.iter().rev() {
+            let fd = self.dir(comps, false)?;
+            let d = at::openat(fd, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+            if self.root_user {
+                at::fchown(d.as_raw_fd(), Some(*uid), Some(*gid))?;
+            }
+            at::fchmod(d.as_raw_fd(), *mode)?;
+            at::futimens(d.as_raw_fd(), at::Time::At(*mtime as i64, 0), at::Time::At(*mtime as i64, 0))?;
+            self.last_parent = None;
+        }
+        Ok(())
+    }
+}
+
+fn join(c: &[OsString]) -> String {
+    c.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+fn collect_xattrs<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Vec<(OsString, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(exts) = e.pax_extensions().ctx("PAX header")? {
+        for ext in exts {
+            let ext = ext.ctx("PAX header")?;
+            if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                out.push((OsStr::from_bytes(name).to_os_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Unpack the tar stream `r` into the (empty) directory `dest`.
+pub fn unpack(r: impl Read, dest: &Path) -> Result<Stats> {
+    let root =
+        at::openat(libc::AT_FDCWD, dest.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(dest.display())?;
+    let mut u = Unpacker {
+        root,
+        root_user: at::is_root(),
+        stats: Stats::default(),
+        last_parent: None,
+        dirs: Vec::new(),
+        buf: vec![0u8; 1 << 20],
+    };
+    let mut ar = tar::Archive::new(r);
+    // A tar that ends without its end-of-archive blocks is accepted when its
+    // last member is complete (older umoci wrote such layers).
+    for e in ar.entries().ctx("reading the layer")? {
+        let mut e = e.ctx("reading the layer")?;
+        let p = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        u.entry(&mut e).ctx(&p)?;
+    }
+    u.finish_dirs()?;
+    Ok(u.stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_paths() {
+        assert_eq!(components(b"./etc/passwd").unwrap(), vec![OsString::from("etc"), OsString::from("passwd")]);
+        assert!(components(b"/etc/passwd").is_none());
+        assert!(components(b"a/../../b").is_none());
+        assert!(components(b"./").unwrap().is_empty());
+    }
+}

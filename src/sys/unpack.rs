@@ -1,1 +1,0 @@
-//! Syscall wrappers used by the image store (safe tar apply).
