@@ -441,3 +441,38 @@ fn rootless_load_records_device_nodes() {
     assert_eq!(fs::metadata(base.join("bin/su")).unwrap().mode() & 0o7777, 0o4755);
     assert_eq!(fs::metadata(base.join("bin/busybox")).unwrap().nlink(), 3);
 }
+
+#[test]
+fn legacy_docker_save_before_1_10() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    let l = rich_layers();
+    let (id1, id2) = ("a".repeat(64), "b".repeat(64));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |p: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, p, data).unwrap();
+    };
+    add("repositories", format!(r#"{{"example/old":{{"v0":"{id2}"}}}}"#).as_bytes());
+    add(
+        &format!("{id1}/json"),
+        format!(r#"{{"id":"{id1}","created":"2015-01-01T00:00:00Z","architecture":"amd64","os":"linux"}}"#).as_bytes(),
+    );
+    add(&format!("{id1}/layer.tar"), &l[0]);
+    add(&format!("{id2}/json"), format!(r#"{{"id":"{id2}","parent":"{id1}","config":{{"Cmd":["sh"]}}}}"#).as_bytes());
+    add(&format!("{id2}/layer.tar"), &l[1]);
+    let out = t.path().join("legacy.tar");
+    fs::write(&out, b.into_inner().unwrap()).unwrap();
+    let o = ctl_load(&ctl, &out);
+    assert!(o.contains("example/old:v0"), "{o}");
+    let v: serde_json::Value = serde_json::from_str(&ctl.ok(&["image", "inspect", "example/old:v0"])).unwrap();
+    assert_eq!(
+        v[0]["RootFS"]["Layers"],
+        serde_json::json!([format!("sha256:{}", sha(&l[0])), format!("sha256:{}", sha(&l[1]))])
+    );
+    assert_eq!(v[0]["Config"]["Cmd"][0], "sh");
+    assert!(ctl.root.join("layers").join(sha(&l[1])).join("diff/etc/.wh.gone").exists());
+}

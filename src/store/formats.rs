@@ -58,7 +58,7 @@ pub fn plans(src: &dyn Source, label: &str) -> Result<Vec<ImagePlan>> {
         return oci(src, label);
     }
     if src.exists("repositories") {
-        return err("legacy docker archive (before Docker 1.10, no manifest.json) is not supported: re-save it with a newer docker or skopeo");
+        return legacy(src);
     }
     err("unknown image format: expected an OCI layout (oci-layout, index.json) or a docker save archive (manifest.json)")
 }
@@ -193,4 +193,75 @@ fn plan_manifest(src: &dyn Source, m: Manifest, mdigest: Digest, names: Vec<Stri
     }
     let manifest_bytes = src.read_all(&blob_path(&mdigest), JSON_LIMIT)?;
     Ok(ImagePlan { names, config, config_digest, layers, manifest: Some((manifest_bytes, mdigest)) })
+}
+
+/// A v1 image's `<id>/json`.
+#[derive(serde::Deserialize)]
+struct V1Json {
+    #[serde(default)]
+    parent: Option<String>,
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    config: Option<serde_json::Value>,
+    #[serde(default)]
+    container_config: Option<serde_json::Value>,
+}
+
+/// A pre-1.10 `docker save` (repositories + `<id>/json` + `<id>/layer.tar`):
+/// the layer chain is followed from each tag's top layer, diff IDs are
+/// computed from the layers and a v2 config is made from the top layer's json.
+fn legacy(src: &dyn Source) -> Result<Vec<ImagePlan>> {
+    let repos: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+        serde_json::from_slice(&src.read_all("repositories", JSON_LIMIT)?).ctx("repositories")?;
+    let mut by_top: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for (repo, tags) in repos {
+        for (tag, id) in tags {
+            by_top.entry(id).or_default().push(format!("{repo}:{tag}"));
+        }
+    }
+    let mut out = Vec::new();
+    for (top, names) in by_top {
+        let mut chain = Vec::new();
+        let mut cur = Some(top.clone());
+        while let Some(id) = cur {
+            if chain.len() > 500 || id.contains('/') || id.contains("..") {
+                return err(format!("legacy image {top}: bad layer chain"));
+            }
+            let j: V1Json =
+                serde_json::from_slice(&src.read_all(&format!("{id}/json"), JSON_LIMIT)?).ctx(format!("{id}/json"))?;
+            cur = j.parent.clone().filter(|p| !p.is_empty());
+            chain.push((id, j));
+        }
+        chain.reverse();
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        let mut history = Vec::new();
+        for (id, j) in &chain {
+            let path = format!("{id}/layer.tar");
+            let (diff_id, _) = crate::store::digest::HashingReader::new(src.open(&path)?).finish().ctx(&path)?;
+            history.push(serde_json::json!({"created": j.created, "created_by": j.container_config.as_ref().and_then(|c| c.get("Cmd")).map(|c| c.to_string())}));
+            diff_ids.push(diff_id.to_string());
+            layers.push(LayerPlan { path, digest: None, media_type: None, diff_id });
+        }
+        let Some((_, topj)) = chain.last() else { continue };
+        let config = serde_json::to_vec(&serde_json::json!({
+            "created": topj.created,
+            "architecture": topj.architecture.clone().unwrap_or_else(|| spec::host_platform().architecture),
+            "os": topj.os.clone().unwrap_or_else(|| "linux".into()),
+            "config": topj.config,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": history,
+        }))?;
+        let config_digest = Digest::of(&config);
+        out.push(ImagePlan { names, config, config_digest, layers, manifest: None });
+    }
+    if out.is_empty() {
+        return err("repositories names no image");
+    }
+    Ok(out)
 }
