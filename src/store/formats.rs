@@ -110,6 +110,13 @@ fn oci(src: &dyn Source, label: &str) -> Result<Vec<ImagePlan>> {
     for desc in &index.manifests {
         let names = names_of(desc, label);
         for (manifest, mdigest) in manifests_of(src, desc, 0)? {
+            // Several tags of one image: one image with several names.
+            if let Some(p) =
+                out.iter_mut().find(|p: &&mut ImagePlan| p.manifest.as_ref().is_some_and(|(_, d)| *d == mdigest))
+            {
+                p.names.extend(names.iter().cloned());
+                continue;
+            }
             out.push(plan_manifest(src, manifest, mdigest, names.clone())?);
         }
     }
