@@ -185,37 +185,14 @@ fn bad_input_is_refused_and_the_store_stays_as_it_was() {
         serde_json::from_slice(&fs::read(p("diffid/blobs/sha256").join(&b.id)).unwrap()).unwrap();
     cfg["rootfs"]["diff_ids"][2] = serde_json::json!(format!("sha256:{}", sha(b"other")));
     let docker_bad = p("diffid.tar");
-    let layers_plain = good.clone();
-    let built = docker_archive(&docker_bad, &layers_plain, &["x:1"], false);
-    let _ = built;
-    // Rewrite the docker archive's config with the wrong diff_id (its name follows the new digest).
-    {
-        let cfg_bytes = serde_json::to_vec(&cfg).unwrap();
-        let id = sha(&cfg_bytes);
-        let mut ar = tar::Builder::new(Vec::new());
-        let mut add = |path: &str, data: &[u8]| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            ar.append_data(&mut h, path, data).unwrap();
-        };
-        add(&format!("{id}.json"), &cfg_bytes);
-        let mut paths = Vec::new();
-        for l in &good {
-            let d = sha(l);
-            add(&format!("{d}/layer.tar"), l);
-            paths.push(format!("{d}/layer.tar"));
-        }
-        add(
-            "manifest.json",
-            &serde_json::to_vec(
-                &serde_json::json!([{"Config": format!("{id}.json"), "RepoTags": ["x:1"], "Layers": paths}]),
-            )
-            .unwrap(),
-        );
-        fs::write(&docker_bad, ar.into_inner().unwrap()).unwrap();
-    }
+    let cfg_bytes = serde_json::to_vec(&cfg).unwrap();
+    let id = sha(&cfg_bytes);
+    let mut files = vec![(format!("{id}.json"), cfg_bytes)];
+    let paths: Vec<String> = good.iter().map(|l| format!("{}/layer.tar", sha(l))).collect();
+    files.extend(paths.iter().cloned().zip(good.iter().cloned()));
+    let manifest = serde_json::json!([{"Config": format!("{id}.json"), "RepoTags": ["x:1"], "Layers": paths}]);
+    files.push(("manifest.json".into(), serde_json::to_vec(&manifest).unwrap()));
+    fs::write(&docker_bad, tar_of(&files)).unwrap();
     must_fail(&ctl, &docker_bad, "diff_id mismatch");
 
     // Compressed digest mismatch: a blob replaced by other (valid) data.
@@ -448,24 +425,19 @@ fn legacy_docker_save_before_1_10() {
     let ctl = Ctl::new(t.path());
     let l = rich_layers();
     let (id1, id2) = ("a".repeat(64), "b".repeat(64));
-    let mut b = tar::Builder::new(Vec::new());
-    let mut add = |p: &str, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, p, data).unwrap();
-    };
-    add("repositories", format!(r#"{{"example/old":{{"v0":"{id2}"}}}}"#).as_bytes());
-    add(
-        &format!("{id1}/json"),
-        format!(r#"{{"id":"{id1}","created":"2015-01-01T00:00:00Z","architecture":"amd64","os":"linux"}}"#).as_bytes(),
-    );
-    add(&format!("{id1}/layer.tar"), &l[0]);
-    add(&format!("{id2}/json"), format!(r#"{{"id":"{id2}","parent":"{id1}","config":{{"Cmd":["sh"]}}}}"#).as_bytes());
-    add(&format!("{id2}/layer.tar"), &l[1]);
+    let files = vec![
+        ("repositories".to_string(), format!(r#"{{"example/old":{{"v0":"{id2}"}}}}"#).into_bytes()),
+        (
+            format!("{id1}/json"),
+            format!(r#"{{"id":"{id1}","created":"2015-01-01T00:00:00Z","architecture":"amd64","os":"linux"}}"#)
+                .into_bytes(),
+        ),
+        (format!("{id1}/layer.tar"), l[0].clone()),
+        (format!("{id2}/json"), format!(r#"{{"id":"{id2}","parent":"{id1}","config":{{"Cmd":["sh"]}}}}"#).into_bytes()),
+        (format!("{id2}/layer.tar"), l[1].clone()),
+    ];
     let out = t.path().join("legacy.tar");
-    fs::write(&out, b.into_inner().unwrap()).unwrap();
+    fs::write(&out, tar_of(&files)).unwrap();
     let o = ctl_load(&ctl, &out);
     assert!(o.contains("example/old:v0"), "{o}");
     let v: serde_json::Value = serde_json::from_str(&ctl.ok(&["image", "inspect", "example/old:v0"])).unwrap();
