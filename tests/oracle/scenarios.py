@@ -493,6 +493,56 @@ def create_over_lower_whiteout_types(L):
     return ops
 
 
+# ------------------------------------------- fsync, fallocate, copy_file_range
+@scenario()
+def file_data_calls(L):
+    L.file(1, "src", "0123456789" * 1000); L.file(1, "dst", "dst"); L.dir(1, "d"); L.file(1, "pub", "p", mode=0o640)
+
+    def ops(r):
+        def sync_calls():
+            fd = os.open(j(r, "dst"), os.O_RDWR)
+            try:
+                os.write(fd, b"new data")
+                os.fsync(fd)
+                os.fdatasync(fd)
+                os.posix_fallocate(fd, 0, 1 << 20)
+                return os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+
+        def copy_range():
+            a = os.open(j(r, "src"), os.O_RDONLY)
+            b = os.open(j(r, "dst"), os.O_WRONLY)
+            try:
+                n = os.copy_file_range(a, b, 5000, 100, 10)
+                return [n, os.fstat(b).st_size]
+            finally:
+                os.close(a)
+                os.close(b)
+
+        def dir_sync():
+            fd = os.open(j(r, "d"), os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+                return True
+            finally:
+                os.close(fd)
+
+        def times():
+            os.utime(j(r, "src"), ns=(5 * 10**9, 6 * 10**9))
+            before = os.stat(j(r, "src"))
+            os.utime(j(r, "src"))  # UTIME_NOW for both
+            after = os.stat(j(r, "src"))
+            return [before.st_mtime_ns, after.st_mtime_ns > before.st_mtime_ns]
+
+        st = os.statvfs(r)
+        return [result(sync_calls), result(copy_range), result(read, j(r, "dst"))[:30], result(dir_sync),
+                result(times), st.f_namemax, st.f_bsize > 0,
+                as_user(*NOBODY, os.access, j(r, "pub"), os.R_OK), as_user(*NOBODY, os.access, j(r, "src"), os.R_OK),
+                as_user(*NOBODY, os.access, j(r, "src"), os.W_OK), result(os.access, j(r, "src"), os.X_OK)]
+    return ops
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
