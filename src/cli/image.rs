@@ -237,7 +237,7 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
                 if !img.containers.is_empty() && !force {
                     return err(format!(
                         "image {} is in use by container(s) {}: remove them first or use -f",
-                        &img.id[..12],
+                        img.id.get(..12).unwrap_or(&img.id),
                         img.containers.join(", ")
                     ));
                 }

@@ -35,7 +35,8 @@ pub struct ImageRecord {
 impl ImageRecord {
     pub fn config(&self, store: &Store) -> Result<(Vec<u8>, ImageConfig)> {
         let d = Digest::parse(&self.config_digest)?;
-        let bytes = fs::read(store.blob_path(&d)).ctx(format!("image {}: config", &self.id[..12]))?;
+        let bytes =
+            fs::read(store.blob_path(&d)).ctx(format!("image {}: config", self.id.get(..12).unwrap_or(&self.id)))?;
         let cfg = serde_json::from_slice(&bytes)?;
         Ok((bytes, cfg))
     }
@@ -51,7 +52,11 @@ pub fn list(store: &Store) -> Result<Vec<ImageRecord>> {
     for e in fs::read_dir(store.root.join("images")).ctx("images")?.flatten() {
         let p = e.path().join("image.json");
         if p.exists() {
-            out.push(read_json::<ImageRecord>(&p)?);
+            // One unreadable record must not make the whole store unusable.
+            match read_json::<ImageRecord>(&p) {
+                Ok(r) => out.push(r),
+                Err(e) => eprintln!("unionctl: warning: skipping image record: {e}"),
+            }
         }
     }
     out.sort_by(|a, b| b.loaded.cmp(&a.loaded).then(a.id.cmp(&b.id)));
