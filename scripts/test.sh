@@ -13,13 +13,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # ---- what the tests need
-# fuse3: fusermount3; attr: getfattr/setfattr; skopeo: checks that saved
-# images are valid archives; bc: the benchmarks' arithmetic.
-PKGS="fuse3 attr skopeo"
+# fuse3: fusermount3; attr: getfattr/setfattr; skopeo and podman: check
+# that saved images are archives they accept.
+PKGS="fuse3 attr skopeo podman"
 missing=""
 command -v fusermount3 >/dev/null || missing="$missing fuse3"
 command -v getfattr >/dev/null || missing="$missing attr"
 command -v skopeo >/dev/null || missing="$missing skopeo"
+command -v podman >/dev/null || missing="$missing podman"
 if [ -n "$missing" ]; then
     echo "== apt-get install$missing"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >/dev/null || {

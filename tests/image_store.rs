@@ -355,6 +355,32 @@ fn tag_rm_prune_and_save_round_trips() {
                 .unwrap();
             assert!(st.success(), "skopeo inspect {fmt} failed");
         }
+        if which("podman") {
+            let o = std::process::Command::new("podman")
+                .args(["--storage-driver", "vfs", "--root"])
+                .arg(t.path().join("podman-root"))
+                .arg("--runroot")
+                .arg(t.path().join("podman-run"))
+                .args(["load", "-i"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success() && text.contains("example/app:stable"),
+                "podman load {fmt}: {text} {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let ids = std::process::Command::new("podman")
+                .args(["--storage-driver", "vfs", "--root"])
+                .arg(t.path().join("podman-root"))
+                .arg("--runroot")
+                .arg(t.path().join("podman-run"))
+                .args(["images", "-q", "--no-trunc"])
+                .output()
+                .unwrap();
+            assert!(String::from_utf8_lossy(&ids.stdout).contains(&built.id), "podman sees another image ID");
+        }
     }
     assert!(!ctl.run(&["image", "save", "--format", "bogus", "-o", "/tmp/x.tar", "example/app:1"]).ok);
     // A dangling image goes with prune; -a takes the rest; layers and blobs follow.
