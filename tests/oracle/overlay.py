@@ -152,7 +152,10 @@ class Mounts:
 def differential(binary, nlayers, setup, tmp_parent=None):
     """`setup(Layers)` fills the lower layers and returns `ops(root)`, which
     runs the operations and returns their results. Runs it on the kernel
-    overlay and on unionfs over identical fresh layers; returns the problems."""
+    overlay and on unionfs over identical fresh layers and compares the
+    results, then the kernel's tree with: unionfs's tree, unionfs's tree
+    after a remount, the kernel over unionfs's upper, and unionfs over the
+    kernel's upper. Returns the problems found."""
     tmp = tempfile.mkdtemp(prefix="unionfs-oracle.", dir=tmp_parent)
     mounts = Mounts()
     problems = []
@@ -188,6 +191,10 @@ def differential(binary, nlayers, setup, tmp_parent=None):
         mounts.kernel(ul.lowerdir, f"{ub}/upper", f"{ub}/work2", f"{ub}/mnt")
         views.append(("kernel overlay over unionfs's upper", snapshot(f"{ub}/mnt")))
         mounts.umount(f"{ub}/mnt")
+        # And the other way round: unionfs over the upper the kernel wrote.
+        mounts.unionfs(binary, kl.lowerdir, f"{kb}/upper", f"{kb}/work2", f"{kb}/mnt")
+        views.append(("unionfs over the kernel's upper", snapshot(f"{kb}/mnt")))
+        mounts.umount(f"{kb}/mnt")
         for what, got in views:
             if got != want:
                 only_k, only_u = differences(want, got)
