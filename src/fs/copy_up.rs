@@ -50,12 +50,6 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
     w.upper = Some(up.clone());
     if !ino.is_dir() {
         w.lowers.clear();
-        // Other names of a lower hard link still show the lower file (as the
-        // kernel overlay without index=on does): they are other objects now,
-        // and the kernel must look them up again.
-        for (p, n) in w.links.drain(..) {
-            fs.forget_name(p.nodeid, n);
-        }
     }
     Ok(up)
 }

@@ -315,7 +315,7 @@ impl Filesystem for Fuse {
             }
             let entries = readdir::entries_of(&self.fs.layers, &i.snapshot())?;
             let fh = self.fs.next_fh();
-            self.fs.dirs.insert(fh, Arc::new(DirHandle { nodeid: ino.0, entries: Mutex::new(Arc::new(entries)) }));
+            self.fs.dirs.insert(fh, Arc::new(DirHandle { entries: Mutex::new(Arc::new(entries)) }));
             Ok(fh)
         });
         match r {

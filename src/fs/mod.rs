@@ -34,11 +34,10 @@ use dashmap::DashMap;
 use inode::{Inode, InodeState, InodeTable, RealObj, ROOT_ID};
 use layers::Layers;
 use options::Options;
-use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 /// The mounted union: layers, cached inodes and open handles.
 #[derive(Debug)]
@@ -50,10 +49,6 @@ pub struct UnionFs {
     pub files: DashMap<u64, Arc<file::OpenFile>>,
     pub dirs: DashMap<u64, Arc<readdir::DirHandle>>,
     next_fh: AtomicU64,
-    /// Names whose kernel dentries must be dropped, sent to the session's
-    /// notifier thread (never from a request thread: the kernel may hold
-    /// the directory's lock while it waits for our reply).
-    stale_names: std::sync::OnceLock<mpsc::Sender<(u64, OsString)>>,
 }
 
 impl UnionFs {
@@ -81,22 +76,9 @@ impl UnionFs {
             files: DashMap::new(),
             dirs: DashMap::new(),
             next_fh: AtomicU64::new(1),
-            stale_names: std::sync::OnceLock::new(),
         };
         fs.inodes.insert_root(Inode::new(ROOT_ID, libc::S_IFDIR, state));
         Ok(fs)
-    }
-
-    /// Where to send names whose kernel dentries went stale.
-    pub fn set_stale_names(&self, tx: mpsc::Sender<(u64, OsString)>) {
-        let _ = self.stale_names.set(tx);
-    }
-
-    /// Ask the kernel to forget `parent/name` (it looks the name up again).
-    pub fn forget_name(&self, parent: u64, name: OsString) {
-        if let Some(tx) = self.stale_names.get() {
-            let _ = tx.send((parent, name));
-        }
     }
 
     pub fn next_fh(&self) -> u64 {

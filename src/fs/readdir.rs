@@ -27,7 +27,6 @@ pub struct DirEntry {
 /// An open directory: its entries, built at opendir and at rewind.
 #[derive(Debug)]
 pub struct DirHandle {
-    pub nodeid: u64,
     pub entries: Mutex<std::sync::Arc<Vec<DirEntry>>>,
 }
 

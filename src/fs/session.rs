@@ -9,12 +9,10 @@ use crate::fs::layers::Layers;
 use crate::fs::options::Options;
 use crate::fs::UnionFs;
 use crate::sys::{self, process};
-use fuser::{Config, INodeNo, MountOption, Session, SessionACL};
+use fuser::{Config, MountOption, Session, SessionACL};
 use log::{info, warn};
-use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::mpsc;
 
 const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
@@ -137,20 +135,8 @@ fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedF
     config.n_threads = Some(threads);
     config.clone_fd = true;
     let fs = UnionFs::new(layers, opts).map_err(|e| format!("cannot start: {e}"))?;
-    let (stale_tx, stale_rx) = mpsc::channel::<(u64, OsString)>();
-    fs.set_stale_names(stale_tx);
     let mut session =
         Session::new(Fuse::new(fs), mountpoint, &config).map_err(|e| format!("mount {}: {e}", mountpoint.display()))?;
-    let notifier = session.notifier();
-    std::thread::Builder::new()
-        .name("invalidate".into())
-        .spawn(move || {
-            for (parent, name) in stale_rx {
-                // ENOENT: the kernel had already dropped it.
-                let _ = notifier.inval_entry(INodeNo(parent), &name);
-            }
-        })
-        .map_err(|e| format!("cannot start notifier thread: {e}"))?;
     info!("mounted {} with {threads} threads", mountpoint.display());
     let mut unmounter = session.unmount_callable();
     let mnt = mountpoint.to_path_buf();
