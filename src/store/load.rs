@@ -49,14 +49,14 @@ pub fn load(store: &Store, input: &Path, progress: &dyn Progress) -> Result<Vec<
     Ok(out)
 }
 
-fn load_one(store: &Store, src: &dyn Source, plan: ImagePlan, progress: &dyn Progress) -> Result<Loaded> {
-    // Unique layers, each unpacked once, a few at a time.
-    let mut todo: Vec<&layers::LayerPlan> = Vec::new();
-    for l in &plan.layers {
-        if !todo.iter().any(|t| t.diff_id == l.diff_id) {
-            todo.push(l);
-        }
-    }
+/// Unpack the layers not in the store yet (a few at a time); on failure the
+/// layers this call added and no image uses are removed again.
+fn unpack_all(
+    store: &Store,
+    src: &dyn Source,
+    todo: &[&layers::LayerPlan],
+    progress: &dyn Progress,
+) -> Result<HashMap<Digest, (LayerRecord, bool)>> {
     let total: u64 = todo.iter().filter_map(|l| src.size(&l.path)).sum();
     progress.start(total);
     let done: Mutex<HashMap<Digest, (LayerRecord, bool)>> = Mutex::new(HashMap::new());
@@ -89,10 +89,45 @@ fn load_one(store: &Store, src: &dyn Source, plan: ImagePlan, progress: &dyn Pro
     progress.finish();
     let done = done.into_inner().unwrap_or_default();
     if let Some(e) = first_err.into_inner().ok().flatten() {
-        // Layers this load added and no image uses go again.
         drop_new_layers(store, &done);
         return Err(e);
     }
+    Ok(done)
+}
+
+fn load_one(store: &Store, src: &dyn Source, plan: ImagePlan, progress: &dyn Progress) -> Result<Loaded> {
+    // Unique layers, each unpacked once.
+    let mut todo: Vec<&layers::LayerPlan> = Vec::new();
+    for l in &plan.layers {
+        if !todo.iter().any(|t| t.diff_id == l.diff_id) {
+            todo.push(l);
+        }
+    }
+    let mut done = HashMap::new();
+    let mut attempts = 0;
+    // The image is recorded under the store lock, which every layer removal
+    // also takes: a layer that another process's failed load or prune
+    // removed since we saw it is unpacked again before we record.
+    let _lock = loop {
+        let missing: Vec<&layers::LayerPlan> = todo
+            .iter()
+            .copied()
+            .filter(|l| layers::read_record(store, &l.diff_id).is_none() || !done.contains_key(&l.diff_id))
+            .collect();
+        if !missing.is_empty() {
+            attempts += 1;
+            if attempts > 3 {
+                return err("layers keep disappearing while loading (another process is removing them)");
+            }
+            for (k, v) in unpack_all(store, src, &missing, progress)? {
+                done.insert(k, v);
+            }
+        }
+        let lock = store.lock()?;
+        if todo.iter().all(|l| layers::read_record(store, &l.diff_id).is_some()) {
+            break lock;
+        }
+    };
     let mut recs = Vec::new();
     for l in &plan.layers {
         let (r, _) = done.get(&l.diff_id).ok_or_else(|| crate::store::error::Error("layer lost during load".into()))?;
@@ -100,7 +135,6 @@ fn load_one(store: &Store, src: &dyn Source, plan: ImagePlan, progress: &dyn Pro
     }
     let new_layers = done.values().filter(|(_, new)| *new).count();
     let id = plan.config_digest.hex().to_string();
-    let _lock = store.lock()?;
     let cfg_path = store.blob_path(&plan.config_digest);
     if !cfg_path.exists() {
         write_atomic(&cfg_path, &plan.config)?;
