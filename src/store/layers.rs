@@ -143,6 +143,10 @@ pub fn ensure(
     }
     write_json(&work.path.join("layer.json"), &rec)?;
     let dest = store.layer_dir(&plan.diff_id);
+    if let Some(existing) = read_record(store, &plan.diff_id) {
+        // Only its blob was missing: the layer in use (maybe mounted) stays.
+        return Ok((existing, false));
+    }
     if dest.exists() {
         // A layer dir without its record (an interrupted removal): replace it.
         fs::remove_dir_all(&dest).ctx(dest.display())?;
