@@ -143,8 +143,11 @@ pub fn ensure(
     }
     write_json(&work.path.join("layer.json"), &rec)?;
     let dest = store.layer_dir(&plan.diff_id);
-    if let Some(existing) = read_record(store, &plan.diff_id) {
-        // Only its blob was missing: the layer in use (maybe mounted) stays.
+    if let Some(mut existing) = read_record(store, &plan.diff_id) {
+        // Only its blob was missing: the layer in use (maybe mounted) stays,
+        // and now points at the blob just verified.
+        existing.blob = rec.blob;
+        write_json(&dest.join("layer.json"), &existing)?;
         return Ok((existing, false));
     }
     if dest.exists() {
