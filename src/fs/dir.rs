@@ -6,12 +6,13 @@
 
 use crate::fs::copy_up::copy_up;
 use crate::fs::inode::{Inode, InodeState};
-use crate::fs::layers::{remove_contents, Fd};
+use crate::fs::layers::Fd;
 use crate::fs::lookup::{self, check_name, err, find, lower_visible, probe, Found, Probe};
 use crate::fs::readdir;
 use crate::fs::whiteout::{self, is_marker_name, set_opaque, temp_name, whiteout_over};
 use crate::fs::UnionFs;
 use crate::sys::at;
+use crate::sys::tree::remove_contents;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

@@ -5,6 +5,7 @@
 
 use crate::fs::options::Options;
 use crate::sys::at;
+use crate::sys::tree::{remove_contents, strip_os};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -46,15 +47,6 @@ fn check_dir(what: &str, p: &Path) -> Result<(PathBuf, OwnedFd, at::Stat), Strin
     let fd = open_dir(&canon).map_err(|e| format!("{what} {}: {}", p.display(), strip_os(&e)))?;
     let st = at::fstat(fd.as_raw_fd()).map_err(|e| format!("{what} {}: {e}", p.display()))?;
     Ok((canon, fd, st))
-}
-
-/// An io::Error's message without the "(os error N)" suffix.
-pub fn strip_os(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 fn inside(a: &Path, b: &Path) -> bool {
@@ -182,19 +174,4 @@ fn prepare_workdir(wfd: &OwnedFd) -> io::Result<OwnedFd> {
     let work = at::openat(wfd.as_raw_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
     remove_contents(work.as_raw_fd())?;
     Ok(work)
-}
-
-/// Remove everything inside a directory (not the directory itself).
-pub fn remove_contents(dirfd: RawFd) -> io::Result<()> {
-    for (name, dtype, _) in at::read_dir_fd(dirfd)? {
-        let name = at::os(&name);
-        if dtype == libc::DT_DIR {
-            let sub = at::openat(dirfd, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
-            remove_contents(sub.as_raw_fd())?;
-            at::unlinkat(dirfd, name, libc::AT_REMOVEDIR)?;
-        } else {
-            at::unlinkat(dirfd, name, 0)?;
-        }
-    }
-    Ok(())
 }

@@ -18,7 +18,7 @@ impl std::error::Error for Error {}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        Error(crate::fs::layers::strip_os(&e))
+        Error(crate::sys::tree::strip_os(&e))
     }
 }
 

@@ -99,7 +99,7 @@ impl Unpacker {
                     return Ok(true);
                 }
                 let d = open_dir(parent, name)?;
-                crate::fs::layers::remove_contents(d.as_raw_fd())?;
+                crate::sys::tree::remove_contents(d.as_raw_fd())?;
                 at::unlinkat(parent, name, libc::AT_REMOVEDIR)?;
                 self.last_parent = None;
             }

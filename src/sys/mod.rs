@@ -5,6 +5,7 @@
 
 pub mod at;
 pub mod process;
+pub mod tree;
 pub mod xattr;
 
 use std::ffi::{CString, OsStr};
