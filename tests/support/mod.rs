@@ -239,3 +239,161 @@ pub fn as_nobody(cmd: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+// ---- Helpers added for tests/hardening.rs ----
+
+impl KernelMount {
+    /// A kernel overlay mount with the complete option string `opts`.
+    pub fn with_opts(opts: &str, mnt: &Path) -> KernelMount {
+        let out =
+            Command::new("mount").args(["-t", "overlay", "overlay", "-o", opts]).arg(mnt).output().expect("mount");
+        assert!(
+            out.status.success(),
+            "kernel overlay mount -o {opts} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        KernelMount { mnt: mnt.to_path_buf() }
+    }
+}
+
+/// The kernel overlay's side of a comparison: the same lower dirs as a
+/// [`Layout`], its own upper, work and mountpoint.
+pub struct Twin {
+    pub dir: tempfile::TempDir,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub mnt: PathBuf,
+}
+
+impl Layout {
+    pub fn twin(&self) -> Twin {
+        let dir = tempfile::Builder::new().prefix("unionfs-kernel.").tempdir_in("/tmp").expect("temp dir");
+        let p = |n: &str| {
+            let p = dir.path().join(n);
+            fs::create_dir_all(&p).expect("mkdir");
+            p
+        };
+        Twin { upper: p("upper"), work: p("work"), mnt: p("mnt"), dir }
+    }
+}
+
+impl Twin {
+    pub fn m(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Mount the kernel overlay over `l`'s lowers and this upper.
+    pub fn kernel(&self, l: &Layout) -> KernelMount {
+        KernelMount::new(&l.lowerdir(), &self.upper, &self.work, &self.mnt)
+    }
+}
+
+/// Wait until `mnt` is mounted by `child` (panics with its stderr if it exits first).
+fn wait_mounted(child: &mut Child, mnt: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !is_mounted(mnt) {
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("unionfs exited ({st}) before mounting: {err}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("unionfs did not mount {} within 10s", mnt.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl UnionMount {
+    /// `PREFIX... unionfs -f -o OPTS MNT`; the prefix must exec its command
+    /// (prlimit, setpriv), so the child's pid is the daemon's.
+    pub fn start_with_prefix(prefix: &[&str], opts: &str, mnt: &Path) -> UnionMount {
+        let mut child = Command::new(prefix[0])
+            .args(&prefix[1..])
+            .arg(BIN)
+            .arg("-f")
+            .arg("-o")
+            .arg(opts)
+            .arg(mnt)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn unionfs");
+        wait_mounted(&mut child, mnt);
+        UnionMount { child: Some(child), mnt: mnt.to_path_buf() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child").id()
+    }
+}
+
+/// One run of `unionfs -o OPTS MNT` in daemon mode; whatever it mounted is
+/// unmounted on drop (the daemon then exits by itself).
+pub struct MountAttempt {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+    pub mnt: PathBuf,
+}
+
+impl MountAttempt {
+    pub fn run(opts: &str, mnt: &Path) -> MountAttempt {
+        // stderr to a file: a daemon that did mount keeps no pipe of ours open.
+        let errf = tempfile::NamedTempFile::new_in("/tmp").expect("temp file");
+        let mut child = Command::new(BIN)
+            .arg("-o")
+            .arg(opts)
+            .arg(mnt)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(errf.reopen().expect("reopen"))
+            .spawn()
+            .expect("spawn unionfs");
+        let status = wait_or_kill(&mut child);
+        let stderr = fs::read_to_string(errf.path()).unwrap_or_default();
+        MountAttempt { status, stderr, mnt: mnt.to_path_buf() }
+    }
+
+    pub fn mounted(&self) -> bool {
+        is_mounted(&self.mnt)
+    }
+}
+
+impl Drop for MountAttempt {
+    fn drop(&mut self) {
+        force_umount(&self.mnt);
+    }
+}
+
+/// Run `sh -c CMD` as uid/gid; returns its output.
+pub fn run_as(uid: u32, gid: u32, cmd: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "sh", "-c", cmd])
+        .output()
+        .expect("setpriv")
+}
+
+/// The dedicated unprivileged user `unionfs-test` (created if absent): (uid, gid).
+/// Also makes /dev/fuse usable by users (mode 0666, the distributions' default)
+/// when this machine has it root-only.
+pub fn test_user() -> (u32, u32) {
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, "unionfs-test"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|_| out.status.success())
+    };
+    if id("-u").is_none() {
+        let _ = Command::new("useradd").args(["-M", "-s", "/usr/sbin/nologin", "unionfs-test"]).status();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(md) = fs::metadata("/dev/fuse") {
+        if md.permissions().mode() & 0o006 != 0o006 {
+            eprintln!("note: /dev/fuse is not usable by users; setting mode 0666");
+            let _ = fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(0o666));
+        }
+    }
+    (id("-u").expect("uid of unionfs-test"), id("-g").expect("gid of unionfs-test"))
+}
