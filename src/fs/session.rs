@@ -8,40 +8,48 @@ use crate::fs::fuse::Fuse;
 use crate::fs::layers::Layers;
 use crate::fs::options::Options;
 use crate::fs::UnionFs;
+use crate::sys::fusemount::FuseMount;
 use crate::sys::{self, process};
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{Config, Session, SessionACL};
 use log::{info, warn};
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
-fn mount_options(opts: &Options, read_only: bool) -> Vec<MountOption> {
-    let mut v = vec![
-        MountOption::FSName(opts.fsname.clone().unwrap_or_else(|| "unionfs".into())),
-        MountOption::Subtype(opts.subtype.clone().unwrap_or_else(|| "unionfs".into())),
-        MountOption::DefaultPermissions,
-    ];
+/// The mount request: kernel FUSE options and MS_* flags from ours.
+fn fuse_mount(opts: &Options, read_only: bool, allow_other: bool) -> FuseMount {
+    let mut m = FuseMount {
+        fsname: opts.fsname.clone().unwrap_or_else(|| "unionfs".into()),
+        subtype: opts.subtype.clone().unwrap_or_else(|| "unionfs".into()),
+        options: vec!["default_permissions".into()],
+        // FUSE's defaults: no setuid, no devices unless asked for.
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+    };
+    if allow_other {
+        m.options.push("allow_other".into());
+    }
     if read_only {
-        v.push(MountOption::RO);
+        m.flags |= libc::MS_RDONLY;
     }
     for f in &opts.mount_flags {
-        v.push(match f.as_str() {
-            "suid" => MountOption::Suid,
-            "nosuid" => MountOption::NoSuid,
-            "dev" => MountOption::Dev,
-            "nodev" => MountOption::NoDev,
-            "exec" => MountOption::Exec,
-            "noexec" => MountOption::NoExec,
-            "atime" => MountOption::Atime,
-            "noatime" => MountOption::NoAtime,
-            "sync" => MountOption::Sync,
-            "async" => MountOption::Async,
-            "dirsync" => MountOption::DirSync,
-            other => MountOption::CUSTOM(other.to_string()),
-        });
+        match f.as_str() {
+            "suid" => m.flags &= !libc::MS_NOSUID,
+            "nosuid" => m.flags |= libc::MS_NOSUID,
+            "dev" => m.flags &= !libc::MS_NODEV,
+            "nodev" => m.flags |= libc::MS_NODEV,
+            "exec" => m.flags &= !libc::MS_NOEXEC,
+            "noexec" => m.flags |= libc::MS_NOEXEC,
+            "atime" => m.flags &= !libc::MS_NOATIME,
+            "noatime" => m.flags |= libc::MS_NOATIME,
+            "sync" => m.flags |= libc::MS_SYNCHRONOUS,
+            "async" => m.flags &= !libc::MS_SYNCHRONOUS,
+            "dirsync" => m.flags |= libc::MS_DIRSYNC,
+            other => m.options.push(other.to_string()),
+        }
     }
-    v
+    m
 }
 
 /// Unmount after SIGTERM/SIGINT: retry while busy, then detach lazily (the
@@ -124,21 +132,32 @@ fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedF
         n => n,
     };
     let mut config = Config::default();
-    config.mount_options = mount_options(&opts, read_only);
-    config.acl = if is_root || opts.allow_other {
+    let acl = if is_root || opts.allow_other {
         SessionACL::All
     } else if opts.allow_root {
         SessionACL::RootAndOwner
     } else {
         SessionACL::Owner
     };
+    config.acl = acl;
     config.n_threads = Some(threads);
     config.clone_fd = true;
-    let fs = UnionFs::new(layers, opts).map_err(|e| format!("cannot start: {e}"))?;
-    let mut session =
-        Session::new(Fuse::new(fs), mountpoint, &config).map_err(|e| format!("mount {}: {e}", mountpoint.display()))?;
+    let fs = UnionFs::new(layers, opts.clone()).map_err(|e| format!("cannot start: {e}"))?;
+    let req = fuse_mount(&opts, read_only, acl != SessionACL::Owner);
+    let dev = match if is_root { req.mount_direct(mountpoint) } else { Err(io::Error::from_raw_os_error(libc::EPERM)) }
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => req.mount_fusermount(mountpoint),
+        r => r,
+    }
+    .map_err(|e| format!("mount {}: {}", mountpoint.display(), sys::tree::strip_os(&e)))?;
+    let session = match Session::from_fd(Fuse::new(fs), dev, acl, config) {
+        Ok(s) => s,
+        Err(e) => {
+            unmount_on_signal(mountpoint);
+            return Err(format!("mount {}: {e}", mountpoint.display()));
+        }
+    };
     info!("mounted {} with {threads} threads", mountpoint.display());
-    let mut unmounter = session.unmount_callable();
     let mnt = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("signals".into())
@@ -146,8 +165,7 @@ fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedF
             let sig = process::wait_signal(&SIGNALS);
             info!("signal {sig}: unmounting {}", mnt.display());
             if unmount_on_signal(&mnt) {
-                // Lets fuser forget its mount (a no-op once unmounted).
-                let _ = unmounter.unmount();
+                // The kernel ends the session: `run` returns.
                 break;
             }
         })
@@ -156,5 +174,14 @@ fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedF
         process::write_fd(fd.as_raw_fd(), b"K");
         process::detach_stdio();
     }
-    session.run().map_err(|e| format!("session: {e}"))
+    // We mounted, so fuser never unmounts by path: `run` returns once the
+    // kernel ended the session (we are unmounted), and the daemon leaves
+    // without touching whatever may be mounted on the same path by then
+    // (fuser's own unmount-on-drop would: seen with a kernel overlay mounted
+    // there right after `umount`).
+    let result = session.run();
+    if result.is_err() && sys::fusemount::is_mountpoint(mountpoint) {
+        unmount_on_signal(mountpoint);
+    }
+    result.map_err(|e| format!("session: {e}"))
 }

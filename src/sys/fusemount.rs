@@ -1,0 +1,154 @@
+//! Mounting a FUSE filesystem ourselves (fuser then serves the descriptor).
+//!
+//! As root: open `/dev/fuse` and call mount(2) with type `fuse.SUBTYPE`, so
+//! `/proc/mounts`, `findmnt -t fuse.unionfs` and `umount -a -t` see the
+//! filesystem's own name. Otherwise: the setuid `fusermount3`, which mounts
+//! and hands the descriptor back over a socket (`_FUSE_COMMFD`).
+//!
+//! We never unmount by path behind the kernel's back: whoever unmounts ends
+//! the session, and the daemon then leaves (see `fs/session.rs`).
+
+use super::{cstr, cvt};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+/// What to mount.
+#[derive(Debug, Clone, Default)]
+pub struct FuseMount {
+    /// The source column of /proc/mounts.
+    pub fsname: String,
+    /// The type is `fuse.SUBTYPE`.
+    pub subtype: String,
+    /// Options the kernel's FUSE understands (`default_permissions`,
+    /// `allow_other`, `max_read=`, ...), comma separated.
+    pub options: Vec<String>,
+    /// MS_* flags (nosuid, nodev, ro, noexec, noatime, ...).
+    pub flags: libc::c_ulong,
+}
+
+impl FuseMount {
+    /// Mount with mount(2) (needs CAP_SYS_ADMIN); returns the session descriptor.
+    pub fn mount_direct(&self, mnt: &Path) -> io::Result<OwnedFd> {
+        let dev = crate::sys::at::openat(libc::AT_FDCWD, OsStr::new("/dev/fuse"), libc::O_RDWR | libc::O_CLOEXEC, 0)?;
+        let st = crate::sys::at::lstatat(libc::AT_FDCWD, mnt.as_os_str())?;
+        let mut data = format!(
+            "fd={},rootmode={:o},user_id={},group_id={}",
+            dev.as_raw_fd(),
+            st.st_mode & libc::S_IFMT,
+            crate::sys::geteuid(),
+            // SAFETY: no failure mode.
+            unsafe { libc::getegid() }
+        );
+        for o in &self.options {
+            data.push(',');
+            data.push_str(o);
+        }
+        let src = cstr(OsStr::new(&self.fsname))?;
+        let target = cstr(mnt.as_os_str())?;
+        let fstype = cstr(OsStr::new(&format!("fuse.{}", self.subtype)))?;
+        let data = cstr(OsStr::new(&data))?;
+        // SAFETY: valid C strings that outlive the call.
+        cvt(unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), self.flags, data.as_ptr().cast()) })?;
+        Ok(dev)
+    }
+
+    /// Mount through the setuid `fusermount3` (unprivileged users).
+    pub fn mount_fusermount(&self, mnt: &Path) -> io::Result<OwnedFd> {
+        let (ours, theirs) = socketpair()?;
+        let mut opts = vec![format!("fsname={}", self.fsname), format!("subtype={}", self.subtype)];
+        opts.extend(self.options.iter().cloned());
+        for (bit, name) in [
+            (libc::MS_RDONLY, "ro"),
+            (libc::MS_NOSUID, "nosuid"),
+            (libc::MS_NODEV, "nodev"),
+            (libc::MS_NOEXEC, "noexec"),
+            (libc::MS_NOATIME, "noatime"),
+            (libc::MS_SYNCHRONOUS, "sync"),
+            (libc::MS_DIRSYNC, "dirsync"),
+        ] {
+            if self.flags & bit != 0 {
+                opts.push(name.into());
+            }
+        }
+        let fd = theirs.as_raw_fd();
+        let mut cmd = Command::new("fusermount3");
+        cmd.arg("-o").arg(opts.join(",")).arg("--").arg(mnt).env("_FUSE_COMMFD", fd.to_string());
+        // SAFETY: only async-signal-safe calls between fork and exec: keep
+        // the socket end open across exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                cvt(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)).map(drop)
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("fusermount3: {e}")))?;
+        drop(theirs);
+        let got = recv_fd(&ours);
+        let status = child.wait()?;
+        match got {
+            Ok(Some(fd)) if status.success() => Ok(fd),
+            Ok(_) | Err(_) if !status.success() => Err(io::Error::other(format!("fusermount3 failed ({status})"))),
+            Ok(_) => Err(io::Error::other("fusermount3 sent no descriptor")),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid out-array of two ints.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Receive one descriptor (SCM_RIGHTS); `None` when the peer closed first.
+fn recv_fd(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // Room for one control message carrying one int, aligned for cmsghdr.
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain data; the pointers set below outlive recvmsg.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let n = loop {
+        // SAFETY: msg points at valid buffers.
+        match cvt(unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r?,
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the control buffer was filled by the kernel; CMSG_* walk it.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return Ok(None);
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    }
+}
+
+/// Is `mnt` a mount point right now (its device differs from its parent's)?
+pub fn is_mountpoint(mnt: &Path) -> bool {
+    let parent = mnt.parent().unwrap_or(Path::new("/"));
+    let (Ok(a), Ok(b)) = (
+        crate::sys::at::lstatat(libc::AT_FDCWD, mnt.as_os_str()),
+        crate::sys::at::lstatat(libc::AT_FDCWD, OsStr::from_bytes(parent.as_os_str().as_bytes())),
+    ) else {
+        return false;
+    };
+    a.st_dev != b.st_dev
+}
