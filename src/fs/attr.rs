@@ -10,9 +10,11 @@ use crate::fs::inode::Inode;
 use crate::fs::lookup::err;
 use crate::fs::UnionFs;
 use crate::sys::at::{self, Time};
+use crate::sys::xattr;
 use fuser::{FileAttr, FileType, INodeNo};
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,9 +59,46 @@ pub fn to_attr(nodeid: u64, st: &at::Stat) -> FileAttr {
     }
 }
 
+/// Where an unprivileged copy records the owner and mode it could not set
+/// (containers/storage's and fuse-overlayfs's name and format).
+pub const OVERRIDE_XATTR: &str = "user.containers.override_stat";
+
+/// The override record for an owner and mode: `UID:GID:0MODE`.
+pub fn override_value(uid: u32, gid: u32, mode: u32) -> String {
+    format!("{uid}:{gid}:0{:o}", mode & 0o7777)
+}
+
+/// Apply an override record (`UID:GID:MODE[:char-MAJ-MIN|block-MAJ-MIN|...]`)
+/// to `st`; a malformed record changes nothing.
+pub fn apply_override(st: &mut at::Stat, v: &[u8]) {
+    let Ok(s) = std::str::from_utf8(v) else { return };
+    let mut it = s.trim_end_matches('\0').split(':');
+    let (Some(u), Some(g), Some(m)) = (it.next(), it.next(), it.next()) else { return };
+    let (Ok(uid), Ok(gid), Ok(mode)) = (u.parse::<u32>(), g.parse::<u32>(), u32::from_str_radix(m, 8)) else {
+        return;
+    };
+    st.st_uid = uid;
+    st.st_gid = gid;
+    st.st_mode = (st.st_mode & libc::S_IFMT) | (mode & 0o7777);
+    if let Some(kind) = it.next() {
+        let mut parts = kind.split('-');
+        let ftype = match parts.next() {
+            Some("char") => libc::S_IFCHR,
+            Some("block") => libc::S_IFBLK,
+            _ => return,
+        };
+        if let (Some(Ok(ma)), Some(Ok(mi))) = (parts.next().map(str::parse), parts.next().map(str::parse)) {
+            if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size == 0 {
+                st.st_mode = ftype | (mode & 0o7777);
+                st.st_rdev = libc::makedev(ma, mi);
+            }
+        }
+    }
+}
+
 /// Stat the inode's top object (works for unlinked-but-open objects too).
 pub fn getattr(ino: &Inode) -> io::Result<at::Stat> {
-    let top = ino.snapshot().top().ok_or_else(|| err(libc::ESTALE))?;
+    let top = ino.snapshot().top_fd()?;
     let mut st = at::fstat(top.as_raw_fd())?;
     ino.fix_nlink(&mut st);
     Ok(st)
@@ -77,6 +116,44 @@ pub struct SetAttr {
     pub fh: Option<u64>,
 }
 
+fn override_target(ino: &Inode, fd: RawFd) -> xattr::Target {
+    if ino.is_dir() {
+        xattr::Target::Fd(fd)
+    } else {
+        xattr::Target::Path(fd)
+    }
+}
+
+/// An owner or mode change of an object whose owner is recorded in
+/// [`OVERRIDE_XATTR`] (or that an unprivileged daemon cannot give away):
+/// change the record, keep the real object accessible to us. False when the
+/// change is for the real object.
+fn set_override(ino: &Inode, fd: RawFd, a: &SetAttr) -> io::Result<bool> {
+    if (a.uid.is_none() && a.gid.is_none() && a.mode.is_none()) || ino.is_symlink() {
+        return Ok(false);
+    }
+    let t = override_target(ino, fd);
+    let mut st = at::fstat(fd)?;
+    let name = OsStr::new(OVERRIDE_XATTR);
+    match xattr::get(t, name)? {
+        Some(v) => apply_override(&mut st, &v),
+        None => {
+            let foreign = a.uid.is_some_and(|u| u != st.st_uid) || a.gid.is_some_and(|g| g != st.st_gid);
+            if !foreign || crate::sys::geteuid() == 0 {
+                return Ok(false);
+            }
+        }
+    }
+    let (uid, gid) = (a.uid.unwrap_or(st.st_uid), a.gid.unwrap_or(st.st_gid));
+    let mode = a.mode.unwrap_or(st.st_mode) & 0o7777;
+    xattr::set(t, name, override_value(uid, gid, mode).as_bytes(), 0)?;
+    if a.mode.is_some() {
+        let keep = if ino.is_dir() { 0o700 } else { 0o600 };
+        at::fchmod(fd, (mode | keep) & 0o777)?;
+    }
+    Ok(true)
+}
+
 pub fn setattr(fs: &UnionFs, ino: &Arc<Inode>, a: &SetAttr) -> io::Result<at::Stat> {
     fs.check_writable()?;
     // Truncation to zero needs no data copied.
@@ -85,21 +162,24 @@ pub fn setattr(fs: &UnionFs, ino: &Arc<Inode>, a: &SetAttr) -> io::Result<at::St
     } else {
         copy_up(fs, ino)?
     };
-    let fd = up.as_raw_fd();
-    if a.uid.is_some() || a.gid.is_some() {
-        at::fchown(fd, a.uid, a.gid)?;
-    }
-    if let Some(mode) = a.mode {
-        if !ino.is_symlink() {
-            at::fchmod(fd, mode)?;
+    let upfd = up.fd()?;
+    let fd = upfd.as_raw_fd();
+    if !(fs.override_owners && set_override(ino, fd, a)?) {
+        if a.uid.is_some() || a.gid.is_some() {
+            at::fchown(fd, a.uid, a.gid)?;
+        }
+        if let Some(mode) = a.mode {
+            if !ino.is_symlink() {
+                at::fchmod(fd, mode)?;
+            }
         }
     }
     if let Some(size) = a.size {
         if ino.is_dir() {
             return Err(err(libc::EISDIR));
         }
-        match a.fh.and_then(|fh| file::handle(fs, fh).ok()) {
-            Some(f) => at::ftruncate(f.fd.as_raw_fd(), size)?,
+        match a.fh.and_then(|fh| file::handle_fd(fs, fh).ok()) {
+            Some(f) => at::ftruncate(f.as_raw_fd(), size)?,
             None => at::truncate_fd(fd, size)?,
         }
     }

@@ -2,12 +2,15 @@
 //!
 //! The copy is built in the work directory (same filesystem as the upper):
 //! object, data (reflink, then copy_file_range, then read/write, holes kept),
-//! xattrs, owner, mode, times; then renamed into place. A crash leaves either
+//! owner, mode, xattrs, times (the kernel's order: a chown after the xattrs
+//! would drop file capabilities); then renamed into place. A crash leaves either
 //! nothing or the complete object in the upper; the work dir is emptied at mount.
 
+use crate::fs::ino::{self, ALT_BIT, ORIGIN_XATTR};
 use crate::fs::inode::Inode;
 use crate::fs::layers::{Fd, Layers};
-use crate::fs::lookup::{err, open_dir_at, ALT_BIT, ORIGIN_XATTR};
+use crate::fs::lookup::{err, open_dir_at};
+use crate::fs::real::Real;
 use crate::fs::whiteout::{self, temp_name};
 use crate::fs::UnionFs;
 use crate::sys::{at, xattr};
@@ -18,12 +21,12 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 /// Make sure `ino` has an upper object; returns it. Copies data too.
-pub fn copy_up(fs: &UnionFs, ino: &Arc<Inode>) -> io::Result<Fd> {
+pub fn copy_up(fs: &UnionFs, ino: &Arc<Inode>) -> io::Result<Real> {
     copy_up_with(fs, ino, true)
 }
 
 /// Copy-up; `with_data = false` when the caller is about to truncate to 0.
-pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Result<Fd> {
+pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Result<Real> {
     if let Some(u) = ino.upper() {
         return Ok(u);
     }
@@ -35,10 +38,10 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
         return Ok(u);
     }
     let st = ino.snapshot();
-    let src = st.lowers.first().ok_or_else(|| err(libc::EIO))?.clone();
+    let src = st.lowers.first().ok_or_else(|| err(libc::EIO))?.real.fd()?;
     let job = Job {
-        src: src.fd.as_raw_fd(),
-        updir: pup.as_raw_fd(),
+        src: src.as_raw_fd(),
+        updir: &pup,
         name: &st.name,
         detached: st.unlinked,
         with_data,
@@ -59,7 +62,7 @@ struct Job<'a> {
     /// The lower object.
     src: RawFd,
     /// The upper parent directory and the name to give the copy.
-    updir: RawFd,
+    updir: &'a Real,
     name: &'a OsStr,
     /// The name is gone (unlinked but open): the copy stays nameless in the work dir.
     detached: bool,
@@ -69,7 +72,7 @@ struct Job<'a> {
 }
 
 /// Copy one real object into `updir/name` via the work dir.
-fn copy_object(fs: &UnionFs, job: &Job<'_>) -> io::Result<Fd> {
+fn copy_object(fs: &UnionFs, job: &Job<'_>) -> io::Result<Real> {
     let layers = &fs.layers;
     let work = layers.work_fd()?;
     let sst = at::fstat(job.src)?;
@@ -83,9 +86,10 @@ fn copy_object(fs: &UnionFs, job: &Job<'_>) -> io::Result<Fd> {
     if job.detached {
         let fd = open_obj(work, &tmp, kind)?;
         remove_staged(work, &tmp, kind);
-        return Ok(fd);
+        return Real::fixed(fd, &layers.cache);
     }
-    let (updir, name) = (job.updir, job.name);
+    let upfd = job.updir.fd()?;
+    let (updir, name) = (upfd.as_raw_fd(), job.name);
     match at::renameat2(work, &tmp, updir, name, at::RENAME_NOREPLACE) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -102,7 +106,9 @@ fn copy_object(fs: &UnionFs, job: &Job<'_>) -> io::Result<Fd> {
             return Err(e);
         }
     }
-    open_obj(updir, name, kind)
+    let fd = open_obj(updir, name, kind)?;
+    let st = at::fstat(fd.as_raw_fd())?;
+    Ok(Real::at(job.updir, name, fd, &st))
 }
 
 fn open_obj(dir: RawFd, name: &OsStr, kind: u32) -> io::Result<Fd> {
@@ -149,17 +155,17 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
         (xattr::Target::Path(src), None)
     };
     let dt = d.as_ref().map_or(xattr::Target::Path(ofd), |d| xattr::Target::Fd(d.as_raw_fd()));
+    // Owner first (a chown clears security.capability), then the xattrs while
+    // the copy is still private and writable (user.* needs write access when
+    // not root), then the mode (which never clears xattrs), then the times.
+    set_owner(layers, ofd, dt, sst)?;
     copy_xattrs(layers, s, dt)?;
-    let origin = match job.keep_nodeid {
-        Some(n) => format!("n:{n}"),
-        None => format!("{}:{}", sst.st_dev, sst.st_ino),
-    };
+    let origin = ino::origin_value(job.keep_nodeid, sst);
     // Best effort (user.* xattrs are not allowed on symlinks): without it
     // st_ino changes after remount, nothing else.
     if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
         debug!("cannot record origin: {e}");
     }
-    at::fchown(ofd, Some(sst.st_uid), Some(sst.st_gid))?;
     if kind != libc::S_IFLNK {
         at::fchmod(ofd, mode)?;
     }
@@ -168,11 +174,29 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
     Ok(())
 }
 
+/// Give the copy the source's owner. An unprivileged daemon cannot give away
+/// files: it keeps its own ownership and records the real owner in
+/// `user.containers.override_stat` (fuse-overlayfs's and containers/storage's
+/// convention), which the mount shows (see `attr::OVERRIDE_XATTR`).
+fn set_owner(layers: &Layers, ofd: RawFd, dt: xattr::Target, sst: &at::Stat) -> io::Result<()> {
+    match at::fchown(ofd, Some(sst.st_uid), Some(sst.st_gid)) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) && !layers.root_user => {
+            if sst.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                // No user.* xattrs on symlinks: the link stays ours.
+                return Ok(());
+            }
+            let v = crate::fs::attr::override_value(sst.st_uid, sst.st_gid, sst.st_mode);
+            xattr::set(dt, OsStr::new(crate::fs::attr::OVERRIDE_XATTR), v.as_bytes(), 0)
+        }
+        r => r,
+    }
+}
+
 /// Copy user-visible xattrs (the private overlay ones stay behind).
 pub fn copy_xattrs(layers: &Layers, src: xattr::Target, dst: xattr::Target) -> io::Result<()> {
     for name in xattr::list(src)? {
         let n = at::os(&name);
-        if crate::fs::xattr::is_private(layers, n) {
+        if layers.is_private(n) {
             continue;
         }
         if let Some(v) = xattr::get(src, n)? {

@@ -5,14 +5,16 @@
 //! the upper never shows a half-made state.
 
 use crate::fs::copy_up::copy_up;
+use crate::fs::ino;
 use crate::fs::inode::{Inode, InodeState};
 use crate::fs::layers::Fd;
 use crate::fs::lookup::{self, check_name, err, find, lower_visible, probe, Found, Probe};
 use crate::fs::readdir;
 use crate::fs::whiteout::{self, is_marker_name, set_opaque, temp_name, whiteout_over};
 use crate::fs::UnionFs;
-use crate::sys::at;
 use crate::sys::tree::remove_contents;
+use crate::sys::{at, xattr};
+use log::debug;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -57,20 +59,27 @@ pub fn create(
     who: Caller,
 ) -> io::Result<(Arc<Inode>, at::Stat, Option<OwnedFd>)> {
     check_new_name(name)?;
+    if let NewObj::Node { mode, rdev: 0 } = obj {
+        if mode & libc::S_IFMT == libc::S_IFCHR {
+            // A 0:0 character device is a whiteout: the kernel overlay refuses it.
+            return Err(err(libc::EPERM));
+        }
+    }
     fs.check_writable()?;
     let pstate = parent.snapshot();
-    if find(&pstate, name)?.is_some() {
+    if find(&fs.layers, &pstate, name)?.is_some() {
         return Err(err(libc::EEXIST));
     }
     let pup = copy_up(fs, parent)?;
-    let pfd = pup.as_raw_fd();
-    let over_whiteout = match probe(pfd, name)? {
+    let pupfd = pup.fd()?;
+    let pfd = pupfd.as_raw_fd();
+    let over_whiteout = match probe(&fs.layers, &pup, name)? {
         Probe::Whiteout => at::lstatat(pfd, name).is_ok(),
         Probe::Absent => false,
         Probe::Entry(..) => return Err(err(libc::EEXIST)),
     };
     let src = match &obj {
-        NewObj::Link { src } => Some(copy_up(fs, src)?),
+        NewObj::Link { src } => Some(copy_up(fs, src)?.fd()?),
         _ => None,
     };
     let (dir, tname) = if over_whiteout { (fs.layers.work_fd()?, temp_name()) } else { (pfd, name.to_os_string()) };
@@ -99,15 +108,15 @@ pub fn create(
         }
     }
     if let NewObj::Link { src } = obj {
-        let st = at::fstat(src.upper().ok_or_else(|| err(libc::EIO))?.as_raw_fd())?;
+        let st = at::fstat(src.upper().ok_or_else(|| err(libc::EIO))?.fd()?.as_raw_fd())?;
         src.state.write().add_alias(parent, name);
         let (ino, _) = fs.inodes.reference(src.nodeid, || Inode::new(src.nodeid, src.kind, src.snapshot()));
         return Ok((ino, st, None));
     }
-    let f = match probe(pfd, name)? {
-        Probe::Entry(fd, st) => {
-            let opaque = is_dir(&st) && whiteout::is_opaque(fd.as_raw_fd());
-            Found { upper: Some(fd), lowers: Vec::new(), opaque, st }
+    let f = match probe(&fs.layers, &pup, name)? {
+        Probe::Entry(real, st) => {
+            let opaque = is_dir(&st) && whiteout::dir_marks(&fs.layers, real.fd()?.as_raw_fd()).opaque;
+            Found { upper: Some(real), lowers: Vec::new(), opaque, st }
         }
         _ => return Err(err(libc::EIO)),
     };
@@ -128,11 +137,13 @@ fn make(
     opaque: bool,
 ) -> io::Result<Option<OwnedFd>> {
     let setgid_parent = parent_st.st_mode & libc::S_ISGID != 0;
+    let acl_parent = matches!(xattr::get(xattr::Target::Fd(dir), OsStr::new("system.posix_acl_default")), Ok(Some(_)));
     let mut file = None;
     let mode = match obj {
         NewObj::File { mode, flags } => {
             let acc = flags & libc::O_ACCMODE;
-            let keep = flags & (libc::O_APPEND | libc::O_DIRECT | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME);
+            // O_APPEND and O_DIRECT stay with the kernel (see file.rs).
+            let keep = flags & (libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME);
             let open_flags =
                 libc::O_CREAT | libc::O_EXCL | keep | if acc == libc::O_RDONLY { libc::O_RDWR } else { acc };
             file = Some(at::openat(dir, name, open_flags, mode & 0o7777)?);
@@ -160,21 +171,35 @@ fn make(
             return Ok(None);
         }
     };
-    let obj_fd = at::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
-    let gid = if setgid_parent { None } else { Some(who.gid) };
-    at::fchown(obj_fd.as_raw_fd(), Some(who.uid), gid)?;
-    if !matches!(obj, NewObj::Symlink { .. }) {
-        let st = at::fstat(obj_fd.as_raw_fd())?;
-        if st.st_mode & 0o7777 != mode {
-            at::fchmod(obj_fd.as_raw_fd(), mode)?;
+    // Made: from here on a failure removes it again (nothing half-made stays).
+    let setup = || -> io::Result<()> {
+        let obj_fd = at::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        let gid = if setgid_parent { None } else { Some(who.gid) };
+        at::fchown(obj_fd.as_raw_fd(), Some(who.uid), gid)?;
+        if !matches!(obj, NewObj::Symlink { .. }) {
+            let st = at::fstat(obj_fd.as_raw_fd())?;
+            // A default ACL of the parent decided the permission bits; the
+            // chown may only have cleared setuid/setgid.
+            let want = if acl_parent { (st.st_mode & 0o777) | (mode & 0o7000) } else { mode };
+            if st.st_mode & 0o7777 != want {
+                at::fchmod(obj_fd.as_raw_fd(), want)?;
+            }
         }
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        let flags = if matches!(obj, NewObj::Dir { .. }) { libc::AT_REMOVEDIR } else { 0 };
+        if let Err(e2) = at::unlinkat(dir, name, flags) {
+            debug!("cannot remove {name:?} after a failed setup: {e2}");
+        }
+        return Err(e);
     }
     Ok(file)
 }
 
 /// The cached inode for a found object, or a transient one (not entered in the table).
 fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<Inode> {
-    let id = lookup::nodeid_for(fs, parent, name, f);
+    let id = ino::nodeid_for(fs, parent, name, f);
     if let Some(i) = fs.inodes.get(id) {
         return i;
     }
@@ -196,7 +221,7 @@ fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<
 
 /// `parent/name` of a found object went away.
 fn mark_unlinked(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) {
-    if let Some(i) = fs.inodes.get(lookup::nodeid_for(fs, parent, name, f)) {
+    if let Some(i) = fs.inodes.get(ino::nodeid_for(fs, parent, name, f)) {
         i.state.write().remove_alias(parent.nodeid, name);
     }
 }
@@ -206,7 +231,7 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
     check_name(name)?;
     fs.check_writable()?;
     let pstate = parent.snapshot();
-    let f = find(&pstate, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    let f = find(&fs.layers, &pstate, name)?.ok_or_else(|| err(libc::ENOENT))?;
     let f_is_dir = is_dir(&f.st);
     if dir && !f_is_dir {
         return Err(err(libc::ENOTDIR));
@@ -218,12 +243,13 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
         return Err(err(libc::ENOTEMPTY));
     }
     let pup = copy_up(fs, parent)?;
-    let pfd = pup.as_raw_fd();
-    let need_wh = lower_visible(&pstate, name)?;
+    let pupfd = pup.fd()?;
+    let pfd = pupfd.as_raw_fd();
+    let need_wh = lower_visible(&fs.layers, &pstate, name)?;
     match (&f.upper, need_wh) {
         (Some(_), false) if !f_is_dir => at::unlinkat(pfd, name, 0)?,
         (Some(u), false) => {
-            remove_contents(u.as_raw_fd())?;
+            remove_contents(u.fd()?.as_raw_fd())?;
             at::unlinkat(pfd, name, libc::AT_REMOVEDIR)?;
         }
         (Some(_), true) if f_is_dir => {
@@ -266,8 +292,8 @@ pub fn rename(
     let exchange = flags & at::RENAME_EXCHANGE != 0;
     let ps = parent.snapshot();
     let nps = newparent.snapshot();
-    let src = find(&ps, name)?.ok_or_else(|| err(libc::ENOENT))?;
-    let dst = find(&nps, newname)?;
+    let src = find(&fs.layers, &ps, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    let dst = find(&fs.layers, &nps, newname)?;
     let src_dir = is_dir(&src.st);
     match &dst {
         None if exchange => return Err(err(libc::ENOENT)),
@@ -275,7 +301,7 @@ pub fn rename(
         Some(d) if !exchange => {
             // Two names of one object: nothing to do (lower hard links are
             // separate objects here, as in the kernel overlay).
-            if lookup::nodeid_for(fs, newparent, newname, d) == lookup::nodeid_for(fs, parent, name, &src) {
+            if ino::nodeid_for(fs, newparent, newname, d) == ino::nodeid_for(fs, parent, name, &src) {
                 return Ok(());
             }
             if is_dir(&d.st) && !src_dir {
@@ -302,35 +328,38 @@ pub fn rename(
     }
     let pup = copy_up(fs, parent)?;
     let npup = copy_up(fs, newparent)?;
-    let (pfd, npfd) = (pup.as_raw_fd(), npup.as_raw_fd());
+    let (pupfd, npupfd) = (pup.fd()?, npup.fd()?);
+    let (pfd, npfd) = (pupfd.as_raw_fd(), npupfd.as_raw_fd());
     let src_ino = inode_for(fs, parent, name, &src);
     let src_up = copy_up(fs, &src_ino)?;
     let dst_ino = dst.as_ref().map(|d| inode_for(fs, newparent, newname, d));
     if exchange {
         let d = dst_ino.as_ref().ok_or_else(|| err(libc::ENOENT))?;
         let dst_up = copy_up(fs, d)?;
-        if src_dir && lower_visible(&nps, newname)? {
-            set_opaque(&fs.layers, src_up.as_raw_fd())?;
+        if src_dir && lower_visible(&fs.layers, &nps, newname)? {
+            set_opaque(&fs.layers, src_up.fd()?.as_raw_fd())?;
         }
-        if d.is_dir() && lower_visible(&ps, name)? {
-            set_opaque(&fs.layers, dst_up.as_raw_fd())?;
+        if d.is_dir() && lower_visible(&fs.layers, &ps, name)? {
+            set_opaque(&fs.layers, dst_up.fd()?.as_raw_fd())?;
         }
         at::renameat2(pfd, name, npfd, newname, at::RENAME_EXCHANGE)?;
+        src_up.relocate(&npup, newname);
+        dst_up.relocate(&pup, name);
         set_name(&src_ino, parent, name, newparent, newname);
         set_name(d, newparent, newname, parent, name);
         return Ok(());
     }
-    let dst_upper = probe(npfd, newname)?;
-    if let (Some(d), Probe::Entry(dfd, _)) = (&dst, &dst_upper) {
+    let dst_upper = probe(&fs.layers, &npup, newname)?;
+    if let (Some(d), Probe::Entry(dreal, _)) = (&dst, &dst_upper) {
         if is_dir(&d.st) {
             // Logically empty: whatever it holds are whiteouts.
-            remove_contents(dfd.as_raw_fd())?;
+            remove_contents(dreal.fd()?.as_raw_fd())?;
         }
     }
-    if src_dir && (dst.is_some() || lower_visible(&nps, newname)?) {
-        set_opaque(&fs.layers, src_up.as_raw_fd())?;
+    if src_dir && (dst.is_some() || lower_visible(&fs.layers, &nps, newname)?) {
+        set_opaque(&fs.layers, src_up.fd()?.as_raw_fd())?;
     }
-    let need_wh = lower_visible(&ps, name)?;
+    let need_wh = lower_visible(&fs.layers, &ps, name)?;
     let dst_is_wh = matches!(dst_upper, Probe::Whiteout) && at::lstatat(npfd, newname).is_ok();
     if dst_is_wh {
         // Swap with the whiteout: the old name keeps it if a lower still has
@@ -351,6 +380,7 @@ pub fn rename(
     } else {
         at::renameat2(pfd, name, npfd, newname, 0)?;
     }
+    src_up.relocate(&npup, newname);
     if let Some(d) = &dst {
         mark_unlinked(fs, newparent, newname, d);
     }

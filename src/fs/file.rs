@@ -6,22 +6,59 @@
 
 use crate::fs::copy_up::copy_up_with;
 use crate::fs::inode::Inode;
+use crate::fs::layers::Fd;
 use crate::fs::lookup::err;
+use crate::fs::real::Pin;
 use crate::fs::UnionFs;
 use crate::sys::at;
+use parking_lot::{Mutex, RwLock};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// An open file handle.
+///
+/// It follows the inode's current real object: a handle opened on a lower
+/// file is reopened on the upper copy at its next use once the file has been
+/// copied up (the kernel overlay does the same), so readers see what writers
+/// wrote and `fstat`/`lseek` see the new size.
 #[derive(Debug)]
 pub struct OpenFile {
-    pub fd: OwnedFd,
+    fd: RwLock<Fd>,
+    /// Flags of the real open (for reopening after copy-up).
+    flags: i32,
+    /// Still reading a lower object.
+    on_lower: AtomicBool,
     pub inode: Arc<Inode>,
+    /// Keeps the real object reachable (unlinked-but-open files) while open.
+    pin: Mutex<Option<Pin>>,
 }
 
-/// Flags the real open must not see (the kernel already resolved them).
-const STRIP: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY;
+impl OpenFile {
+    /// The real descriptor to use now.
+    pub fn fd(&self) -> io::Result<Fd> {
+        if self.on_lower.load(Ordering::Acquire) {
+            if let Some(up) = self.inode.upper() {
+                let mut cur = self.fd.write();
+                if self.on_lower.load(Ordering::Acquire) {
+                    let fd = at::reopen(up.fd()?.as_raw_fd(), self.flags)?;
+                    *cur = Arc::new(fd);
+                    *self.pin.lock() = Some(up.pin()?);
+                    self.on_lower.store(false, Ordering::Release);
+                }
+                return Ok(cur.clone());
+            }
+        }
+        Ok(self.fd.read().clone())
+    }
+}
+
+/// Flags the real open must not see: resolved by the kernel (creation), or
+/// kept by it (append offsets come with each write; a later `fcntl(F_SETFL)`
+/// never reaches us), or impossible with our buffers (O_DIRECT needs aligned
+/// memory; the kernel already bypasses its cache for such opens).
+const STRIP: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_APPEND | libc::O_DIRECT;
 
 fn wants_write(flags: i32) -> bool {
     (flags & libc::O_ACCMODE) != libc::O_RDONLY || flags & libc::O_TRUNC != 0
@@ -29,22 +66,39 @@ fn wants_write(flags: i32) -> bool {
 
 /// Open `ino` with `flags`; returns the new handle number.
 pub fn open(fs: &UnionFs, ino: &Arc<Inode>, flags: i32) -> io::Result<u64> {
-    let fd = if wants_write(flags) {
+    let flags = flags & !STRIP;
+    let (real, on_lower) = if wants_write(flags) {
         fs.check_writable()?;
         // A truncating open needs no data copied.
-        let up = copy_up_with(fs, ino, flags & libc::O_TRUNC == 0)?;
-        at::reopen(up.as_raw_fd(), flags & !STRIP)?
+        (copy_up_with(fs, ino, flags & libc::O_TRUNC == 0)?, false)
     } else {
-        let top = ino.snapshot().top().ok_or_else(|| err(libc::EIO))?;
-        at::reopen(top.as_raw_fd(), flags & !STRIP)?
+        let s = ino.snapshot();
+        let top = s.top().ok_or_else(|| err(libc::ESTALE))?;
+        (top, s.upper.is_none())
     };
-    Ok(register(fs, ino, fd))
+    let pin = real.pin()?;
+    let fd = at::reopen(real.fd()?.as_raw_fd(), flags)?;
+    Ok(insert(fs, ino, fd, flags & !libc::O_TRUNC, on_lower, pin))
 }
 
-/// Enter an open descriptor as a handle.
-pub fn register(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd) -> u64 {
+/// Enter a descriptor just created on the upper object of `ino` as a handle.
+pub fn register(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32) -> io::Result<u64> {
+    let up = ino.upper().ok_or_else(|| err(libc::EIO))?;
+    let pin = up.pin()?;
+    let flags = flags & !(STRIP | libc::O_TRUNC);
+    Ok(insert(fs, ino, fd, flags, false, pin))
+}
+
+fn insert(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32, on_lower: bool, pin: Pin) -> u64 {
     let fh = fs.next_fh();
-    fs.files.insert(fh, Arc::new(OpenFile { fd, inode: ino.clone() }));
+    let f = OpenFile {
+        fd: RwLock::new(Arc::new(fd)),
+        flags,
+        on_lower: AtomicBool::new(on_lower),
+        inode: ino.clone(),
+        pin: Mutex::new(Some(pin)),
+    };
+    fs.files.insert(fh, Arc::new(f));
     fh
 }
 
@@ -52,12 +106,17 @@ pub fn handle(fs: &UnionFs, fh: u64) -> io::Result<Arc<OpenFile>> {
     fs.files.get(&fh).map(|f| f.value().clone()).ok_or_else(|| err(libc::EBADF))
 }
 
+/// The current real descriptor of handle `fh`.
+pub fn handle_fd(fs: &UnionFs, fh: u64) -> io::Result<Fd> {
+    handle(fs, fh)?.fd()
+}
+
 pub fn read(fs: &UnionFs, fh: u64, off: u64, size: u32) -> io::Result<Vec<u8>> {
-    let f = handle(fs, fh)?;
+    let f = handle_fd(fs, fh)?;
     let mut buf = vec![0u8; size as usize];
     let mut done = 0;
     while done < buf.len() {
-        let n = at::pread(f.fd.as_raw_fd(), &mut buf[done..], (off + done as u64) as i64)?;
+        let n = at::pread(f.as_raw_fd(), &mut buf[done..], (off + done as u64) as i64)?;
         if n == 0 {
             break;
         }
@@ -68,10 +127,10 @@ pub fn read(fs: &UnionFs, fh: u64, off: u64, size: u32) -> io::Result<Vec<u8>> {
 }
 
 pub fn write(fs: &UnionFs, fh: u64, off: u64, data: &[u8]) -> io::Result<u32> {
-    let f = handle(fs, fh)?;
+    let f = handle_fd(fs, fh)?;
     let mut done = 0;
     while done < data.len() {
-        let n = at::pwrite(f.fd.as_raw_fd(), &data[done..], (off + done as u64) as i64)?;
+        let n = at::pwrite(f.as_raw_fd(), &data[done..], (off + done as u64) as i64)?;
         if n == 0 {
             break;
         }
@@ -85,27 +144,27 @@ pub fn release(fs: &UnionFs, fh: u64) {
 }
 
 pub fn fsync(fs: &UnionFs, fh: u64, datasync: bool) -> io::Result<()> {
-    let f = handle(fs, fh)?;
+    let f = handle_fd(fs, fh)?;
     if fs.opts.fsync {
-        at::fsync(f.fd.as_raw_fd(), datasync)?;
+        at::fsync(f.as_raw_fd(), datasync)?;
     }
     Ok(())
 }
 
 pub fn fallocate(fs: &UnionFs, fh: u64, off: u64, len: u64, mode: i32) -> io::Result<()> {
-    let f = handle(fs, fh)?;
-    at::fallocate(f.fd.as_raw_fd(), mode, off as i64, len as i64)
+    let f = handle_fd(fs, fh)?;
+    at::fallocate(f.as_raw_fd(), mode, off as i64, len as i64)
 }
 
 pub fn lseek(fs: &UnionFs, fh: u64, off: i64, whence: i32) -> io::Result<i64> {
-    let f = handle(fs, fh)?;
-    at::lseek(f.fd.as_raw_fd(), off, whence)
+    let f = handle_fd(fs, fh)?;
+    at::lseek(f.as_raw_fd(), off, whence)
 }
 
 pub fn copy_file_range(fs: &UnionFs, fh_in: u64, off_in: u64, fh_out: u64, off_out: u64, len: u64) -> io::Result<u32> {
-    let fi = handle(fs, fh_in)?;
-    let fo = handle(fs, fh_out)?;
+    let fi = handle_fd(fs, fh_in)?;
+    let fo = handle_fd(fs, fh_out)?;
     let (mut oi, mut oo) = (off_in as i64, off_out as i64);
     let len = len.min(u32::MAX as u64 & !0xfff) as usize;
-    at::copy_file_range(fi.fd.as_raw_fd(), &mut oi, fo.fd.as_raw_fd(), &mut oo, len).map(|n| n as u32)
+    at::copy_file_range(fi.as_raw_fd(), &mut oi, fo.as_raw_fd(), &mut oo, len).map(|n| n as u32)
 }

@@ -26,12 +26,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct Fuse {
     fs: UnionFs,
     ttl: Duration,
+    /// The kernel checks POSIX ACLs and leaves the umask to us.
+    posix_acl: bool,
 }
 
 impl Fuse {
     pub fn new(fs: UnionFs) -> Fuse {
         let ttl = fs.opts.timeout;
-        Fuse { fs, ttl }
+        Fuse { fs, ttl, posix_acl: false }
     }
 
     /// The request's credentials as stored ids.
@@ -42,6 +44,19 @@ impl Fuse {
 
     fn inode(&self, ino: INodeNo) -> io::Result<Arc<Inode>> {
         self.fs.inode(ino.0)
+    }
+
+    /// The mode a new object gets: with POSIX ACLs on, the kernel sends the
+    /// umask apart; it applies unless the parent has a default ACL (then the
+    /// real filesystem applies that ACL when we create the object).
+    fn masked(&self, parent: INodeNo, mode: u32, umask: u32) -> u32 {
+        if !self.posix_acl || umask == 0 {
+            return mode;
+        }
+        match self.inode(parent).map(|p| xattr::has_default_acl(&p)) {
+            Ok(true) => mode,
+            _ => mode & !(umask & 0o777),
+        }
     }
 }
 
@@ -105,9 +120,7 @@ fn reply_xattr(reply: ReplyXattr, data: io::Result<Vec<u8>>, size: u32, op: &str
 impl Fuse {
     fn entry(&self, reply: ReplyEntry, r: io::Result<(Arc<Inode>, at::Stat)>, op: &str) {
         match r {
-            Ok((ino, st)) => {
-                reply.entry_with_ttls(&self.ttl, &self.ttl, &self.fs.attr_of(ino.nodeid, &st), Generation(0))
-            }
+            Ok((ino, st)) => reply.entry_with_ttls(&self.ttl, &self.ttl, &self.fs.attr_of(&ino, &st), Generation(0)),
             Err(e) => reply.error(errno(op, e)),
         }
     }
@@ -120,6 +133,9 @@ impl Fuse {
 
 impl Filesystem for Fuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        if self.fs.opts.xattrs && config.capabilities().contains(InitFlags::FUSE_POSIX_ACL) {
+            self.posix_acl = config.add_capabilities(InitFlags::FUSE_POSIX_ACL).is_ok();
+        }
         for cap in [
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
@@ -145,12 +161,15 @@ impl Filesystem for Fuse {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let r = match fh.and_then(|fh| file::handle(&self.fs, fh.0).ok()) {
-            Some(f) => at::fstat(f.fd.as_raw_fd()),
-            None => self.inode(ino).and_then(|i| attr::getattr(&i)),
-        };
+        let r = self.inode(ino).and_then(|i| {
+            let st = match fh.and_then(|fh| file::handle_fd(&self.fs, fh.0).ok()) {
+                Some(f) => at::fstat(f.as_raw_fd())?,
+                None => attr::getattr(&i)?,
+            };
+            Ok((i, st))
+        });
         match r {
-            Ok(st) => reply.attr(&self.ttl, &self.fs.attr_of(ino.0, &st)),
+            Ok((i, st)) => reply.attr(&self.ttl, &self.fs.attr_of(&i, &st)),
             Err(e) => reply.error(errno("getattr", e)),
         }
     }
@@ -183,34 +202,27 @@ impl Filesystem for Fuse {
         };
         let a =
             SetAttr { mode, uid, gid, size, atime: atime.map(time_of), mtime: mtime.map(time_of), fh: fh.map(|f| f.0) };
-        match self.inode(ino).and_then(|i| attr::setattr(&self.fs, &i, &a)) {
-            Ok(st) => reply.attr(&self.ttl, &self.fs.attr_of(ino.0, &st)),
+        match self.inode(ino).and_then(|i| attr::setattr(&self.fs, &i, &a).map(|st| (i, st))) {
+            Ok((i, st)) => reply.attr(&self.ttl, &self.fs.attr_of(&i, &st)),
             Err(e) => reply.error(errno("setattr", e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let r = self.inode(ino).and_then(|i| {
-            let top = i.snapshot().top().ok_or_else(|| lookup::err(libc::ESTALE))?;
+            let top = i.snapshot().top_fd()?;
             at::readlinkat(top.as_raw_fd(), OsStr::new(""))
         });
         data(reply, r, "readlink");
     }
 
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        _umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let mode = self.masked(parent, mode, umask);
         self.make(req, parent, name, NewObj::Node { mode, rdev: rdev as u64 }, reply, "mknod");
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let mode = self.masked(parent, mode, umask);
         self.make(req, parent, name, NewObj::Dir { mode }, reply, "mkdir");
     }
 
@@ -364,15 +376,14 @@ impl Filesystem for Fuse {
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
         let r = self.inode(ino).and_then(|i| match i.upper() {
-            Some(u) if self.fs.opts.fsync => at::fsync(u.as_raw_fd(), datasync),
+            Some(u) if self.fs.opts.fsync => at::fsync(u.fd()?.as_raw_fd(), datasync),
             _ => Ok(()),
         });
         done(reply, r, "fsyncdir");
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let root = &self.fs.layers.layers[0].root;
-        match at::fstatfs(root.as_raw_fd()) {
+        match self.fs.layers.layers[0].root.fd().and_then(|r| at::fstatfs(r.as_raw_fd())) {
             Ok(s) => reply.statfs(
                 s.f_blocks,
                 s.f_bfree,
@@ -433,12 +444,12 @@ impl Filesystem for Fuse {
         let r = self.inode(parent).and_then(|p| {
             let (ino, st, fd) = dir::create(&self.fs, &p, name, NewObj::File { mode, flags }, self.caller(req)?)?;
             let fd = fd.ok_or_else(|| lookup::err(libc::EIO))?;
-            Ok((file::register(&self.fs, &ino, fd), ino, st))
+            Ok((file::register(&self.fs, &ino, fd, flags)?, ino, st))
         });
         match r {
             Ok((fh, ino, st)) => reply.created(
                 &self.ttl,
-                &self.fs.attr_of(ino.nodeid, &st),
+                &self.fs.attr_of(&ino, &st),
                 Generation(0),
                 FileHandle(fh),
                 FopenFlags::FOPEN_KEEP_CACHE,

@@ -10,10 +10,11 @@
 //! copy-up.
 
 use crate::fs::layers::Fd;
+use crate::fs::real::Real;
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsRawFd, RawFd};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -24,7 +25,9 @@ pub const ROOT_ID: u64 = 1;
 pub struct RealObj {
     /// Index into `Layers::layers`.
     pub layer: usize,
-    pub fd: Fd,
+    pub real: Real,
+    /// A lower directory holding xattr whiteouts (see `whiteout::DirMarks`).
+    pub xwh: bool,
 }
 
 /// What an inode is made of; replaced as a whole on copy-up and rename.
@@ -35,8 +38,8 @@ pub struct InodeState {
     pub name: OsString,
     /// Further names of a hard-linked non-directory the kernel looked up.
     pub links: Vec<(Arc<Inode>, OsString)>,
-    /// The upper object, if any (O_RDONLY for directories, O_PATH otherwise).
-    pub upper: Option<Fd>,
+    /// The upper object, if any.
+    pub upper: Option<Real>,
     /// Lower objects: for a non-directory the top-most lower copy; for a
     /// directory every lower directory merged under it, top first.
     pub lowers: Vec<RealObj>,
@@ -48,12 +51,13 @@ pub struct InodeState {
 
 impl InodeState {
     /// The object whose attributes and data are shown.
-    pub fn top_fd(&self) -> Option<RawFd> {
-        self.upper.as_ref().map(|f| f.as_raw_fd()).or_else(|| self.lowers.first().map(|l| l.fd.as_raw_fd()))
+    pub fn top(&self) -> Option<Real> {
+        self.upper.clone().or_else(|| self.lowers.first().map(|l| l.real.clone()))
     }
 
-    pub fn top(&self) -> Option<Fd> {
-        self.upper.clone().or_else(|| self.lowers.first().map(|l| l.fd.clone()))
+    /// The top object's descriptor (ESTALE if there is none).
+    pub fn top_fd(&self) -> io::Result<Fd> {
+        self.top().ok_or_else(|| io::Error::from_raw_os_error(libc::ESTALE))?.fd()
     }
 
     /// Record another name the kernel knows this object by.
@@ -138,7 +142,7 @@ impl Inode {
         self.state.read().parent.clone()
     }
 
-    pub fn upper(&self) -> Option<Fd> {
+    pub fn upper(&self) -> Option<Real> {
         self.state.read().upper.clone()
     }
 

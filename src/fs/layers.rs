@@ -4,11 +4,13 @@
 //! before anything is mounted and fails with a one-line message.
 
 use crate::fs::options::Options;
+use crate::fs::real::{FdCache, Real};
 use crate::sys::at;
 use crate::sys::tree::{remove_contents, strip_os};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +21,8 @@ pub type Fd = Arc<OwnedFd>;
 #[derive(Debug)]
 pub struct Layer {
     pub path: PathBuf,
-    pub root: Fd,
+    /// The layer's root directory (always open).
+    pub root: Real,
     pub dev: u64,
     /// Index of this layer's filesystem (high bits of st_ino when layers span filesystems).
     pub fs_index: u64,
@@ -36,6 +39,12 @@ pub struct Layers {
     pub xattr_prefix: &'static str,
     /// Shift applied to fs_index when composing inode numbers (0 = all on one fs).
     pub ino_shift: u32,
+    /// Descriptors kept open for real objects (see `real.rs`).
+    pub cache: Arc<FdCache>,
+    /// The daemon runs as root (else: userxattr, owners kept in xattrs).
+    pub root_user: bool,
+    /// The work dir itself, held (with the upper root) for its flock.
+    pub workdir_lock: Option<OwnedFd>,
 }
 
 fn open_dir(p: &Path) -> io::Result<OwnedFd> {
@@ -57,6 +66,8 @@ impl Layers {
     /// Validate and open every directory named by the options.
     pub fn open(opts: &Options, mountpoint: &Path) -> Result<Layers, String> {
         let mut layers = Vec::new();
+        // The daemon raises its soft limit to the hard one before serving.
+        let cache = FdCache::new(FdCache::cap_for_limit(crate::sys::nofile_limit().1));
         let mut devs: Vec<u64> = Vec::new();
         let mut fs_index = |dev: u64| -> u64 {
             match devs.iter().position(|d| *d == dev) {
@@ -69,6 +80,7 @@ impl Layers {
         };
         let (mnt, _, _) = check_dir("mountpoint", mountpoint)?;
         let mut work = None;
+        let mut workdir_lock = None;
         let has_upper = opts.upperdir.is_some();
         if let (Some(u), Some(w)) = (&opts.upperdir, &opts.workdir) {
             let (upath, ufd, ust) = check_dir("upperdir", u)?;
@@ -83,15 +95,37 @@ impl Layers {
             if inside(&upath, &wpath) || inside(&wpath, &upath) {
                 return Err("upperdir and workdir must be separate subtrees".into());
             }
+            // One mount per upper and work dir: a second one would empty the
+            // first one's staged copy-ups. The locks live as long as the
+            // descriptors (the daemon's whole life; fork keeps them).
+            // A daemon whose mount just ended may still be on its way out:
+            // give it a moment before calling the directory busy.
+            for (what, d, fd) in [("upperdir", u, &ufd), ("workdir", w, &wfd)] {
+                let mut tries = 0;
+                loop {
+                    match at::try_flock_exclusive(fd.as_raw_fd()) {
+                        Ok(true) => break,
+                        Ok(false) if tries < 100 => {
+                            tries += 1;
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        Ok(false) => return Err(format!("{what} {} is in use by another mount", d.display())),
+                        Err(e) => return Err(format!("{what} {}: cannot lock: {}", d.display(), strip_os(&e))),
+                    }
+                }
+            }
             work = Some(Arc::new(
                 prepare_workdir(&wfd)
                     .map_err(|e| format!("workdir {}: cannot prepare work area: {}", w.display(), strip_os(&e)))?,
             ));
-            layers.push(Layer { path: upath, root: Arc::new(ufd), dev: ust.st_dev, fs_index: fs_index(ust.st_dev) });
+            workdir_lock = Some(wfd);
+            let root = Real::fixed(Arc::new(ufd), &cache).map_err(|e| format!("upperdir {}: {e}", u.display()))?;
+            layers.push(Layer { path: upath, root, dev: ust.st_dev, fs_index: fs_index(ust.st_dev) });
         }
         for l in &opts.lowerdirs {
             let (lpath, lfd, lst) = check_dir("lowerdir", l)?;
-            layers.push(Layer { path: lpath, root: Arc::new(lfd), dev: lst.st_dev, fs_index: fs_index(lst.st_dev) });
+            let root = Real::fixed(Arc::new(lfd), &cache).map_err(|e| format!("lowerdir {}: {e}", l.display()))?;
+            layers.push(Layer { path: lpath, root, dev: lst.st_dev, fs_index: fs_index(lst.st_dev) });
         }
         if has_upper {
             let up = &layers[0].path;
@@ -120,7 +154,7 @@ impl Layers {
         let root_user = crate::sys::geteuid() == 0;
         let xattr_prefix = if opts.userxattr || !root_user { "user.overlay." } else { "trusted.overlay." };
         let ino_shift = if devs.len() > 1 { 48 } else { 0 };
-        Ok(Layers { layers, has_upper, work, xattr_prefix, ino_shift })
+        Ok(Layers { layers, has_upper, work, xattr_prefix, ino_shift, cache, root_user, workdir_lock })
     }
 
     pub fn upper(&self) -> Option<&Layer> {
@@ -161,7 +195,73 @@ impl Layers {
     pub fn xattr_name(&self, suffix: &str) -> std::ffi::OsString {
         format!("{}{}", self.xattr_prefix, suffix).into()
     }
+
+    /// The xattr namespaces the union owns. Names in them are never shown or
+    /// set as they are: a name given through the mount is stored with
+    /// `overlay.` inserted after the prefix and shown back without it (the
+    /// kernel's escaping for its own prefix, 6.7+), so nobody can change the
+    /// union's structure through the mount. They are: `trusted.overlay.`
+    /// (the kernel's, always), this mount's prefix (`user.overlay.` with
+    /// userxattr or when not root) and `user.fuseoverlayfs.` (fuse-overlayfs's
+    /// opaque marker, which the union reads).
+    fn private_prefixes(&self) -> [&[u8]; 3] {
+        [TRUSTED_PREFIX, self.xattr_prefix.as_bytes(), FUSE_OVERLAYFS_PREFIX]
+    }
+
+    fn private_prefix(&self, name: &[u8]) -> Option<&[u8]> {
+        self.private_prefixes().into_iter().find(|p| name.starts_with(p))
+    }
+
+    /// A private xattr as stored in a layer (escaped user data excluded).
+    pub fn is_private(&self, name: &OsStr) -> bool {
+        let b = name.as_bytes();
+        match self.private_prefix(b) {
+            Some(p) => !b[p.len()..].starts_with(b"overlay."),
+            None => false,
+        }
+    }
+
+    /// The stored name for a name given through the mount.
+    pub fn escape(&self, name: &OsStr) -> std::ffi::OsString {
+        let b = name.as_bytes();
+        match self.private_prefix(b) {
+            Some(p) => {
+                let mut v = p.to_vec();
+                v.extend_from_slice(b"overlay.");
+                v.extend_from_slice(&b[p.len()..]);
+                std::ffi::OsString::from_vec(v)
+            }
+            None => name.to_os_string(),
+        }
+    }
+
+    /// The name shown for a stored name (None: private, hidden).
+    pub fn unescape(&self, stored: &[u8]) -> Option<Vec<u8>> {
+        match self.private_prefix(stored) {
+            Some(p) => {
+                let rest = stored[p.len()..].strip_prefix(b"overlay.")?;
+                let mut v = p.to_vec();
+                v.extend_from_slice(rest);
+                Some(v)
+            }
+            None => Some(stored.to_vec()),
+        }
+    }
+
+    /// The opaque-directory xattrs this mount reads (value `y`; `x` on a
+    /// lower directory means "holds xattr whiteouts", not opaque).
+    pub fn opaque_names(&self) -> [std::ffi::OsString; 2] {
+        [
+            self.xattr_name("opaque"),
+            format!("{}opaque", std::str::from_utf8(FUSE_OVERLAYFS_PREFIX).unwrap_or("")).into(),
+        ]
+    }
 }
+
+/// The kernel overlay's xattr namespace as root.
+pub const TRUSTED_PREFIX: &[u8] = b"trusted.overlay.";
+/// fuse-overlayfs's namespace for unprivileged markers.
+pub const FUSE_OVERLAYFS_PREFIX: &[u8] = b"user.fuseoverlayfs.";
 
 /// Create `workdir/work` and remove anything a crash left in it.
 fn prepare_workdir(wfd: &OwnedFd) -> io::Result<OwnedFd> {

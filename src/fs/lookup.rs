@@ -4,11 +4,13 @@
 //! whiteout (any form) ends the walk; a non-directory hides everything below
 //! it; directories merge until one is opaque or a non-directory interrupts.
 
+use crate::fs::ino;
 use crate::fs::inode::{Inode, InodeState, RealObj};
-use crate::fs::layers::Fd;
+use crate::fs::layers::{Fd, Layers};
+use crate::fs::real::Real;
 use crate::fs::whiteout::{self, is_marker_name};
 use crate::fs::UnionFs;
-use crate::sys::{at, xattr};
+use crate::sys::at;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -18,12 +20,12 @@ use std::sync::Arc;
 pub enum Probe {
     Absent,
     Whiteout,
-    Entry(Fd, at::Stat),
+    Entry(Real, at::Stat),
 }
 
 /// The objects that make up one visible name.
 pub struct Found {
-    pub upper: Option<Fd>,
+    pub upper: Option<Real>,
     pub lowers: Vec<RealObj>,
     pub opaque: bool,
     /// Attributes of the top object.
@@ -51,19 +53,23 @@ pub fn open_dir_at(dirfd: RawFd, name: &OsStr) -> io::Result<Fd> {
     at::openat(dirfd, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0).map(Arc::new)
 }
 
-/// Look at `name` in one real directory.
-pub fn probe(dirfd: RawFd, name: &OsStr) -> io::Result<Probe> {
+/// Look at `name` in one real directory. Lookup counts xattr whiteouts in
+/// every directory, as the kernel's lookup does (its readdir only in marked
+/// ones: see `readdir.rs`).
+pub fn probe(layers: &Layers, dir: &Real, name: &OsStr) -> io::Result<Probe> {
+    let dfd = dir.fd()?;
+    let dirfd = dfd.as_raw_fd();
     match at::openat(dirfd, name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
         Ok(fd) => {
             let st = at::fstat(fd.as_raw_fd())?;
-            if whiteout::is_whiteout_stat(&st) || whiteout::is_xattr_whiteout(fd.as_raw_fd(), &st) {
+            if whiteout::is_whiteout_stat(&st) || whiteout::is_xattr_whiteout(layers, fd.as_raw_fd(), &st) {
                 return Ok(Probe::Whiteout);
             }
             if is_dir(&st) {
                 let d = open_dir_at(fd.as_raw_fd(), OsStr::new("."))?;
-                return Ok(Probe::Entry(d, st));
+                return Ok(Probe::Entry(Real::at(dir, name, d, &st), st));
             }
-            Ok(Probe::Entry(Arc::new(fd), st))
+            Ok(Probe::Entry(Real::at(dir, name, Arc::new(fd), &st), st))
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             if at::lstatat(dirfd, &whiteout::oci_marker(name)).is_ok() {
@@ -77,20 +83,20 @@ pub fn probe(dirfd: RawFd, name: &OsStr) -> io::Result<Probe> {
 }
 
 /// Resolve `name` in the directory described by `parent`. `Ok(None)` = not visible.
-pub fn find(parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
+pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
     check_name(name)?;
     if is_marker_name(name) {
         return Ok(None);
     }
     let mut found: Option<Found> = None;
     if let Some(u) = &parent.upper {
-        match probe(u.as_raw_fd(), name)? {
+        match probe(layers, u, name)? {
             Probe::Whiteout => return Ok(None),
             Probe::Entry(fd, st) => {
                 if !is_dir(&st) {
                     return Ok(Some(Found { upper: Some(fd), lowers: Vec::new(), opaque: false, st }));
                 }
-                let opaque = whiteout::is_opaque(fd.as_raw_fd());
+                let opaque = whiteout::dir_marks(layers, fd.fd()?.as_raw_fd()).opaque;
                 let f = Found { upper: Some(fd), lowers: Vec::new(), opaque, st };
                 if opaque {
                     return Ok(Some(f));
@@ -101,15 +107,16 @@ pub fn find(parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
         }
     }
     for l in &parent.lowers {
-        match probe(l.fd.as_raw_fd(), name)? {
+        match probe(layers, &l.real, name)? {
             Probe::Whiteout => break,
             Probe::Absent => continue,
-            Probe::Entry(fd, st) => match &mut found {
+            Probe::Entry(real, st) => match &mut found {
                 None => {
                     let dir = is_dir(&st);
-                    let opaque = dir && whiteout::is_opaque(fd.as_raw_fd());
-                    found =
-                        Some(Found { upper: None, lowers: vec![RealObj { layer: l.layer, fd }], opaque: false, st });
+                    let m = if dir { whiteout::dir_marks(layers, real.fd()?.as_raw_fd()) } else { Default::default() };
+                    let (opaque, xwh) = (m.opaque, m.xwhiteouts);
+                    let lowers = vec![RealObj { layer: l.layer, real, xwh }];
+                    found = Some(Found { upper: None, lowers, opaque: false, st });
                     if !dir || opaque {
                         break;
                     }
@@ -118,8 +125,9 @@ pub fn find(parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
                     if !is_dir(&f.st) || !is_dir(&st) {
                         break;
                     }
-                    let opaque = whiteout::is_opaque(fd.as_raw_fd());
-                    f.lowers.push(RealObj { layer: l.layer, fd });
+                    let m = whiteout::dir_marks(layers, real.fd()?.as_raw_fd());
+                    let opaque = m.opaque;
+                    f.lowers.push(RealObj { layer: l.layer, real, xwh: m.xwhiteouts });
                     if opaque {
                         break;
                     }
@@ -132,9 +140,9 @@ pub fn find(parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
 
 /// Does any lower layer under `parent` still show `name`? (Then removing or
 /// renaming it away must leave a whiteout.)
-pub fn lower_visible(parent: &InodeState, name: &OsStr) -> io::Result<bool> {
+pub fn lower_visible(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<bool> {
     for l in &parent.lowers {
-        match probe(l.fd.as_raw_fd(), name)? {
+        match probe(layers, &l.real, name)? {
             Probe::Whiteout => return Ok(false),
             Probe::Absent => continue,
             Probe::Entry(..) => return Ok(true),
@@ -143,63 +151,15 @@ pub fn lower_visible(parent: &InodeState, name: &OsStr) -> io::Result<bool> {
     Ok(false)
 }
 
-/// What a copied-up object records about where it came from.
-enum Origin {
-    /// The lower object's device and inode number.
-    Lower(u64, u64),
-    /// An inode number given as it is (names of lower hard links).
-    Number(u64),
-}
-
-/// Read the origin recorded on an upper object at copy-up.
-fn origin(fs: &UnionFs, fd: RawFd, st: &at::Stat) -> Option<Origin> {
-    let t = if (st.st_mode & libc::S_IFMT) == libc::S_IFDIR { xattr::Target::Fd(fd) } else { xattr::Target::Path(fd) };
-    let v = xattr::get(t, &fs.layers.xattr_name(ORIGIN_XATTR)).ok()??;
-    let s = std::str::from_utf8(&v).ok()?;
-    let (d, i) = s.split_once(':')?;
-    if d == "n" {
-        return Some(Origin::Number(i.parse().ok()?));
-    }
-    Some(Origin::Lower(d.parse().ok()?, i.parse().ok()?))
-}
-
-/// Suffix of the private xattr recording a copied-up object's origin inode.
-pub const ORIGIN_XATTR: &str = "unionfs.origin";
-
-/// The st_ino / nodeid of the object found at `parent/name`.
-pub fn nodeid_for(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> u64 {
-    let kind = f.st.st_mode & libc::S_IFMT;
-    if f.upper.is_none() && kind != libc::S_IFDIR && f.st.st_nlink > 1 {
-        // A lower file with several names: each name is its own object (the
-        // kernel overlay breaks such links at copy-up, and a request carries
-        // no name to tell which one is being written), so each gets its own
-        // number.
-        return alt_nodeid(parent.nodeid, name);
-    }
-    nodeid_of(fs, f)
-}
-
-/// The st_ino / nodeid of a found object from its origin.
-fn nodeid_of(fs: &UnionFs, f: &Found) -> u64 {
-    if let Some(u) = &f.upper {
-        match origin(fs, u.as_raw_fd(), &f.st) {
-            Some(Origin::Lower(dev, ino)) => return fs.layers.ino_for(dev, ino),
-            Some(Origin::Number(n)) => return n,
-            None => {}
-        }
-    }
-    fs.layers.ino_for(f.st.st_dev, f.st.st_ino)
-}
-
 /// Look up `name` under `parent` and take a kernel reference on the result.
 pub fn lookup(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr) -> io::Result<(Arc<Inode>, at::Stat)> {
-    let f = find(&parent.snapshot(), name)?.ok_or_else(|| err(libc::ENOENT))?;
+    let f = find(&fs.layers, &parent.snapshot(), name)?.ok_or_else(|| err(libc::ENOENT))?;
     Ok(reference_found(fs, parent, name, f))
 }
 
 /// Enter a found object into the inode table (or refresh the cached one).
 pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found) -> (Arc<Inode>, at::Stat) {
-    let mut nodeid = nodeid_for(fs, parent, name, &f);
+    let mut nodeid = ino::nodeid_for(fs, parent, name, &f);
     let kind = f.st.st_mode & libc::S_IFMT;
     let mut st = f.st;
     let lowers = if kind == libc::S_IFDIR || f.upper.is_none() { f.lowers } else { Vec::new() };
@@ -219,8 +179,8 @@ pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found
             break ino;
         }
         let mut cur = ino.state.write();
-        let same = match (cur.top_fd(), state.top_fd()) {
-            (Some(a), Some(b)) => same_object(a, b),
+        let same = match (cur.top(), state.top()) {
+            (Some(a), Some(b)) => a.same(&b),
             _ => false,
         };
         if same {
@@ -228,12 +188,12 @@ pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found
         } else if cur.unlinked || ino.kind != kind {
             // The name was removed and made again: the number is free.
             *cur = state;
-        } else if nodeid & ALT_BIT == 0 {
+        } else if nodeid & ino::ALT_BIT == 0 {
             // Two live objects with one origin number (lower hard links after
             // one of them was copied up): the later one gets its own number.
             drop(cur);
             fs.inodes.forget(nodeid, 1);
-            nodeid = alt_nodeid(parent.nodeid, name);
+            nodeid = ino::alt_nodeid(parent.nodeid, name);
             continue;
         } else {
             *cur = state;
@@ -243,25 +203,4 @@ pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found
     };
     ino.fix_nlink(&mut st);
     (ino, st)
-}
-
-/// Marks numbers handed out for objects whose origin number is taken.
-pub const ALT_BIT: u64 = 1 << 63;
-
-/// A stable number for `parent/name` (FNV-1a), used when the origin's is taken.
-fn alt_nodeid(parent: u64, name: &OsStr) -> u64 {
-    use std::os::unix::ffi::OsStrExt;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in parent.to_le_bytes().iter().chain(name.as_bytes()) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    ALT_BIT | (h >> 1)
-}
-
-fn same_object(a: RawFd, b: RawFd) -> bool {
-    match (at::fstat(a), at::fstat(b)) {
-        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
-        _ => false,
-    }
 }

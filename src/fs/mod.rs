@@ -2,6 +2,8 @@
 //!
 //! - [`options`]: `-o` parsing into typed options
 //! - [`layers`]: the upper/lower/work directories, validated and held by fd
+//! - [`real`]: real objects in the layers and the bounded descriptor cache
+//! - [`ino`]: the inode number rule (st_ino, d_ino, origin, alternates)
 //! - [`inode`]: the sharded inode table and per-inode state
 //! - [`whiteout`]: every whiteout/opaque form read, the kernel form written
 //! - [`lookup`]: resolve one name through the layers
@@ -21,15 +23,18 @@ pub mod dir;
 pub mod file;
 pub mod fuse;
 pub mod idmap;
+pub mod ino;
 pub mod inode;
 pub mod layers;
 pub mod lookup;
 pub mod options;
 pub mod readdir;
+pub mod real;
 pub mod session;
 pub mod whiteout;
 pub mod xattr;
 
+use crate::sys;
 use dashmap::DashMap;
 use inode::{Inode, InodeState, InodeTable, RealObj, ROOT_ID};
 use layers::Layers;
@@ -49,6 +54,8 @@ pub struct UnionFs {
     pub files: DashMap<u64, Arc<file::OpenFile>>,
     pub dirs: DashMap<u64, Arc<readdir::DirHandle>>,
     next_fh: AtomicU64,
+    /// Show owners and modes recorded in `user.containers.override_stat`.
+    pub override_owners: bool,
 }
 
 impl UnionFs {
@@ -57,17 +64,19 @@ impl UnionFs {
         let mut state = InodeState::default();
         let first_lower = layers.first_lower();
         if let Some(u) = layers.upper() {
-            state.opaque = whiteout::is_opaque(u.root.as_raw_fd());
+            state.opaque = whiteout::dir_marks(&layers, u.root.fd()?.as_raw_fd()).opaque;
             state.upper = Some(u.root.clone());
         }
         if !state.opaque {
             for (i, l) in layers.layers.iter().enumerate().skip(first_lower) {
-                state.lowers.push(RealObj { layer: i, fd: l.root.clone() });
-                if whiteout::is_opaque(l.root.as_raw_fd()) {
+                let m = whiteout::dir_marks(&layers, l.root.fd()?.as_raw_fd());
+                state.lowers.push(RealObj { layer: i, real: l.root.clone(), xwh: m.xwhiteouts });
+                if m.opaque {
                     break;
                 }
             }
         }
+        let opts_override = opts.xattr_permissions.unwrap_or(if layers.root_user { 0 } else { 2 }) == 2;
         let fs = UnionFs {
             layers,
             ids: idmap::IdMapper::new(&opts),
@@ -76,6 +85,7 @@ impl UnionFs {
             files: DashMap::new(),
             dirs: DashMap::new(),
             next_fh: AtomicU64::new(1),
+            override_owners: opts_override,
         };
         fs.inodes.insert_root(Inode::new(ROOT_ID, libc::S_IFDIR, state));
         Ok(fs)
@@ -90,9 +100,24 @@ impl UnionFs {
         self.inodes.get(nodeid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESTALE))
     }
 
-    /// The attributes the kernel sees for `nodeid` whose top object has `st`.
-    pub fn attr_of(&self, nodeid: u64, st: &libc::stat) -> fuser::FileAttr {
-        let mut a = attr::to_attr(nodeid, st);
+    /// The attributes the kernel sees for `ino` whose top object has `st`.
+    pub fn attr_of(&self, ino: &Inode, st: &libc::stat) -> fuser::FileAttr {
+        let mut a = if self.override_owners && !ino.is_symlink() {
+            let mut st = *st;
+            if let Ok(fd) = ino.snapshot().top_fd() {
+                let t = if ino.is_dir() {
+                    sys::xattr::Target::Fd(fd.as_raw_fd())
+                } else {
+                    sys::xattr::Target::Path(fd.as_raw_fd())
+                };
+                if let Ok(Some(v)) = sys::xattr::get(t, std::ffi::OsStr::new(attr::OVERRIDE_XATTR)) {
+                    attr::apply_override(&mut st, &v);
+                }
+            }
+            attr::to_attr(ino.nodeid, &st)
+        } else {
+            attr::to_attr(ino.nodeid, st)
+        };
         if !self.ids.is_identity() {
             (a.uid, a.gid) = self.ids.shown(a.uid, a.gid);
         }

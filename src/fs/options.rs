@@ -41,7 +41,9 @@ pub struct Options {
     pub squash_to_gid: Option<u32>,
     pub uid_map: Vec<IdMap>,
     pub gid_map: Vec<IdMap>,
-    pub xattr_permissions: u8,
+    /// 0: owners as stored; 2: `user.containers.override_stat` shown;
+    /// `None`: 2 when the daemon is not root, else 0.
+    pub xattr_permissions: Option<u8>,
     /// Plain mount flags passed to the kernel (nosuid, nodev, noexec, noatime, ...).
     pub mount_flags: Vec<String>,
     pub fsname: Option<String>,
@@ -72,7 +74,7 @@ impl Default for Options {
             squash_to_gid: None,
             uid_map: Vec::new(),
             gid_map: Vec::new(),
-            xattr_permissions: 0,
+            xattr_permissions: None,
             mount_flags: Vec::new(),
             fsname: None,
             subtype: None,
@@ -193,7 +195,7 @@ impl Options {
                 "index" => self.index = parse_bool(&key, &v()?)?,
                 "userxattr" => self.userxattr = true,
                 "noxattrs" => self.xattrs = !parse_bool(&key, &val.clone().unwrap_or("1".into()))?,
-                "xattr_permissions" => self.xattr_permissions = parse_u32(&key, &v()?)?.min(2) as u8,
+                "xattr_permissions" => self.xattr_permissions = Some(parse_u32(&key, &v()?)?.min(2) as u8),
                 "allow_other" => self.allow_other = true,
                 "allow_root" => self.allow_root = true,
                 "ro" => self.read_only = true,

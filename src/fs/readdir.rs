@@ -1,12 +1,16 @@
 //! Merged directory listings, built once per open handle (stable offsets).
 //!
 //! Upper entries first, then each merged lower's; the first occurrence of a
-//! name wins; whiteouts (char 0:0 and `.wh.NAME`) hide names in the layers
-//! below theirs (never in their own layer); markers never appear.
+//! name wins; whiteouts (char 0:0, `.wh.NAME`, and xattr whiteouts in lower
+//! directories marked as holding them: the same predicate as lookup) hide
+//! names in the layers below theirs (never in their own layer); markers never
+//! appear. `d_ino` is the number `stat` shows (see `ino.rs`).
 
+use crate::fs::ino;
 use crate::fs::inode::{InodeState, RealObj};
-use crate::fs::layers::{Fd, Layers};
-use crate::fs::whiteout::{is_whiteout_stat, WH_OPAQUE, WH_PREFIX};
+use crate::fs::layers::Layers;
+use crate::fs::real::Real;
+use crate::fs::whiteout::{is_whiteout_stat, is_xattr_whiteout, WH_OPAQUE, WH_PREFIX};
 use crate::sys::at;
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -47,7 +51,7 @@ fn dtype_kind(d: u8) -> Option<u32> {
 /// (name, S_IFMT kind, d_ino) of one real directory entry.
 type RawEntry = (OsString, u32, u64);
 
-fn read_layer(dirfd: RawFd) -> io::Result<(Vec<RawEntry>, Vec<OsString>)> {
+fn read_layer(layers: &Layers, dirfd: RawFd, xwh: bool) -> io::Result<(Vec<RawEntry>, Vec<OsString>)> {
     let mut vis = Vec::new();
     let mut wh = Vec::new();
     for (name, dtype, ino) in at::read_dir_fd(dirfd)? {
@@ -60,6 +64,20 @@ fn read_layer(dirfd: RawFd) -> io::Result<(Vec<RawEntry>, Vec<OsString>)> {
         }
         let os = OsString::from_vec(name);
         let kind = match dtype_kind(dtype) {
+            // In a directory holding xattr whiteouts, empty files may be whiteouts.
+            Some(libc::S_IFREG) if xwh => {
+                let fd = match at::openat(dirfd, &os, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+                    Ok(fd) => fd,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) => return Err(e),
+                };
+                let st = at::fstat(fd.as_raw_fd())?;
+                if is_xattr_whiteout(layers, fd.as_raw_fd(), &st) {
+                    wh.push(os);
+                    continue;
+                }
+                libc::S_IFREG
+            }
             Some(k) if k != libc::S_IFCHR => k,
             _ => {
                 // Character devices may be whiteouts; unknown types need a stat.
@@ -81,17 +99,17 @@ fn read_layer(dirfd: RawFd) -> io::Result<(Vec<RawEntry>, Vec<OsString>)> {
 }
 
 /// The merged entries of a directory made of `upper` over `lowers`.
-pub fn merged_entries(layers: &Layers, upper: Option<&Fd>, lowers: &[RealObj]) -> io::Result<Vec<DirEntry>> {
+pub fn merged_entries(layers: &Layers, upper: Option<&Real>, lowers: &[RealObj]) -> io::Result<Vec<DirEntry>> {
     let mut seen: HashSet<OsString> = HashSet::new();
     let mut out = Vec::new();
-    let dev_of = |idx: usize| layers.layers.get(idx).map_or(0, |l| l.dev);
-    let iter =
-        upper.map(|u| (0usize, u.as_raw_fd())).into_iter().chain(lowers.iter().map(|l| (l.layer, l.fd.as_raw_fd())));
-    for (layer, fd) in iter {
-        let (vis, wh) = read_layer(fd)?;
+    let iter = upper.map(|u| (0usize, u, false)).into_iter().chain(lowers.iter().map(|l| (l.layer, &l.real, l.xwh)));
+    for (layer, real, xwh) in iter {
+        let fd = real.fd()?;
+        let (vis, wh) = read_layer(layers, fd.as_raw_fd(), xwh)?;
         for (name, kind, ino) in vis {
             if seen.insert(name.clone()) {
-                out.push(DirEntry { name, kind, ino: layers.ino_for(dev_of(layer), ino) });
+                let ino = ino::d_ino(layers, layer, fd.as_raw_fd(), &name, ino);
+                out.push(DirEntry { name, kind, ino });
             }
         }
         seen.extend(wh);
@@ -105,6 +123,6 @@ pub fn entries_of(layers: &Layers, st: &InodeState) -> io::Result<Vec<DirEntry>>
 }
 
 /// True when the merged directory shows no entries.
-pub fn is_empty(layers: &Layers, upper: Option<&Fd>, lowers: &[RealObj]) -> io::Result<bool> {
+pub fn is_empty(layers: &Layers, upper: Option<&Real>, lowers: &[RealObj]) -> io::Result<bool> {
     Ok(merged_entries(layers, upper, lowers)?.is_empty())
 }

@@ -14,9 +14,6 @@ pub const WH_PREFIX: &[u8] = b".wh.";
 /// OCI opaque-directory marker.
 pub const WH_OPAQUE: &[u8] = b".wh..wh..opq";
 
-const OPAQUE_XATTRS: [&str; 3] = ["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
-const WHITEOUT_XATTRS: [&str; 2] = ["trusted.overlay.whiteout", "user.overlay.whiteout"];
-
 /// A name reserved for markers: never visible, never creatable.
 pub fn is_marker_name(name: &OsStr) -> bool {
     name.as_bytes().starts_with(WH_PREFIX)
@@ -34,24 +31,47 @@ pub fn is_whiteout_stat(st: &at::Stat) -> bool {
     (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == 0
 }
 
-/// A zero-size regular file carrying an overlay whiteout xattr.
-pub fn is_xattr_whiteout(fd: RawFd, st: &at::Stat) -> bool {
+/// A zero-size regular file carrying this mount's whiteout xattr (the one
+/// predicate for the xattr form). Where it counts is the kernel's (6.7+)
+/// rule: lookup counts it in every directory, readdir only in a lower
+/// directory marked as holding xattr whiteouts ([`DirMarks::xwhiteouts`]).
+pub fn is_xattr_whiteout(layers: &Layers, fd: RawFd, st: &at::Stat) -> bool {
     (st.st_mode & libc::S_IFMT) == libc::S_IFREG
         && st.st_size == 0
-        && WHITEOUT_XATTRS.iter().any(|n| matches!(xattr::get(xattr::Target::Path(fd), OsStr::new(n)), Ok(Some(_))))
+        && matches!(xattr::get(xattr::Target::Path(fd), &layers.xattr_name("whiteout")), Ok(Some(_)))
 }
 
-/// Opacity of a real directory (held open O_RDONLY).
-pub fn is_opaque(dirfd: RawFd) -> bool {
+/// What a real directory's markers say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirMarks {
+    /// Hides the layers below it: an opaque xattr (this mount's or
+    /// fuse-overlayfs's) with value `y`, or an OCI `.wh..wh..opq` marker.
+    pub opaque: bool,
+    /// This mount's opaque xattr with value `x` (kernel 6.7+): the directory
+    /// holds xattr whiteouts; it is not opaque. Honoured in lower layers.
+    pub xwhiteouts: bool,
+}
+
+/// The markers of a real directory (held open O_RDONLY).
+pub fn dir_marks(layers: &Layers, dirfd: RawFd) -> DirMarks {
     let t = xattr::Target::Fd(dirfd);
+    let mut m = DirMarks::default();
     if let Ok(names) = xattr::list(t) {
-        for n in OPAQUE_XATTRS {
-            if names.iter().any(|x| x == n.as_bytes()) && xattr::has_value(t, OsStr::new(n), b"y") {
-                return true;
+        for (i, n) in layers.opaque_names().iter().enumerate() {
+            if !names.iter().any(|x| x.as_slice() == n.as_bytes()) {
+                continue;
+            }
+            if xattr::has_value(t, n, b"y") {
+                m.opaque = true;
+            } else if i == 0 && xattr::has_value(t, n, b"x") {
+                m.xwhiteouts = true;
             }
         }
     }
-    at::lstatat(dirfd, OsStr::from_bytes(WH_OPAQUE)).is_ok()
+    if !m.opaque {
+        m.opaque = at::lstatat(dirfd, OsStr::from_bytes(WH_OPAQUE)).is_ok();
+    }
+    m
 }
 
 /// Mark an upper directory opaque (kernel form: the xattr alone).

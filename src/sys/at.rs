@@ -283,6 +283,19 @@ pub fn flock(fd: RawFd, exclusive: bool) -> io::Result<()> {
     }
 }
 
+/// flock(2) exclusive without waiting: false when another holder has it.
+pub fn try_flock_exclusive(fd: RawFd) -> io::Result<bool> {
+    loop {
+        // SAFETY: no pointers.
+        match cvt(unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) }) {
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The calling process's effective uid is 0.
 pub fn is_root() -> bool {
     super::geteuid() == 0

@@ -4,6 +4,7 @@
 //! for the kernel (`fuser::Errno: From<io::Error>`).
 
 pub mod at;
+pub mod fusemount;
 pub mod process;
 pub mod tree;
 pub mod xattr;
@@ -49,6 +50,17 @@ pub fn raise_nofile_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+/// RLIMIT_NOFILE as (soft, hard); (1024, 1024) if it cannot be read.
+pub fn nofile_limit() -> (u64, u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: lim is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        (lim.rlim_cur, lim.rlim_max)
+    } else {
+        (1024, 1024)
     }
 }
 

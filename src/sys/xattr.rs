@@ -129,3 +129,25 @@ pub fn list(t: Target) -> io::Result<Vec<Vec<u8>>> {
         }
     }
 }
+
+/// Get an xattr of `name` in the directory `dirfd` without following a
+/// symlink there and without opening it (one syscall). Values over 4 KiB are
+/// reported as absent (callers read short private records only).
+pub fn get_at(dirfd: RawFd, name: &OsStr, xname: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = format!("/proc/self/fd/{dirfd}/").into_bytes();
+    p.extend_from_slice(name.as_bytes());
+    let p = cstr(OsStr::from_bytes(&p))?;
+    let c = cstr(xname)?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: buf writable for its length; valid C strings.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    match cvt(r) {
+        Ok(n) => {
+            buf.truncate(n as usize);
+            Ok(Some(buf))
+        }
+        Err(e) if errno_is(&e, libc::ENODATA) || errno_is(&e, libc::ERANGE) || errno_is(&e, libc::ENOTSUP) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
