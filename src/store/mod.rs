@@ -31,6 +31,7 @@ use crate::sys::at;
 use error::{Context, Result};
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -58,6 +59,19 @@ impl Drop for TempDir {
     }
 }
 
+/// Take group and other permissions away from a directory (never following a symlink).
+fn private(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = fs::symlink_metadata(p)?;
+    if !md.is_dir() {
+        return Err(std::io::Error::other(format!("{} is not a directory", p.display())));
+    }
+    if md.mode() & 0o077 != 0 {
+        fs::set_permissions(p, fs::Permissions::from_mode(md.mode() & 0o7700))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// The default root: /var/lib/unionctl as root, else under $XDG_DATA_HOME
     /// (or ~/.local/share).
@@ -73,11 +87,23 @@ impl Store {
     }
 
     /// Open (creating the layout if needed) the store at `root`.
+    ///
+    /// The root and every directory under it are private to the store's
+    /// owner (0700, as containers/storage keeps its overlay dir): a layer may
+    /// hold setuid programs or world-writable device nodes that no other user
+    /// may reach (CVE-2021-41091). Stores made with wider modes are fixed here.
     pub fn open(root: &Path) -> Result<Store> {
-        for d in ["blobs/sha256", "layers", "images", "tmp/locks"] {
-            fs::create_dir_all(root.join(d)).ctx(format!("store {}", root.display()))?;
-        }
+        let what = || format!("store {}", root.display());
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(root).ctx(what())?;
         let root = root.canonicalize().ctx(root.display())?;
+        private(&root).ctx(what())?;
+        for d in ["blobs", "blobs/sha256", "layers", "images", "tmp", "tmp/locks"] {
+            let p = root.join(d);
+            match fs::DirBuilder::new().mode(0o700).create(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => private(&p).ctx(what())?,
+                r => r.ctx(what())?,
+            }
+        }
         Ok(Store { root })
     }
 

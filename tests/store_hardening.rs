@@ -1,0 +1,207 @@
+//! The store's hardening (issue items by number): private modes, the xattr
+//! allow-list, bounded headers and free space, synced and swept layers,
+//! sparse members, tmp/ sweeping, `save -o` onto links and streams, rootless
+//! owners and read-only trees, truncated legacy archives, deep trees, and the
+//! rm/prune guards. Each test runs the real binary against a temp store.
+
+mod fixtures;
+
+use fixtures::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+const USER: &str = "unionfs-test";
+
+/// A temp dir other users may traverse (so only the store's own modes protect it).
+fn tmp() -> tempfile::TempDir {
+    let t = tempfile::Builder::new().prefix("unionctl-hard.").tempdir_in("/tmp").unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    t
+}
+
+fn id_of(user: &str) -> Option<(u32, u32)> {
+    let q = |f: &str| -> Option<u32> {
+        let o = Command::new("id").args([f, user]).output().ok()?;
+        String::from_utf8_lossy(&o.stdout).trim().parse().ok().filter(|_| o.status.success())
+    };
+    Some((q("-u")?, q("-g")?))
+}
+
+/// The unprivileged test user (created when absent).
+fn test_user() -> (u32, u32) {
+    static ONCE: Mutex<()> = Mutex::new(());
+    let _g = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(ids) = id_of(USER) {
+        return ids;
+    }
+    let _ =
+        Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER]).status();
+    id_of(USER).expect("cannot create the test user")
+}
+
+/// A command run as the test user.
+fn as_user(prog: &str) -> Command {
+    let (uid, gid) = test_user();
+    let mut c = Command::new("setpriv");
+    c.args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", prog]);
+    c
+}
+
+fn ctl_load(ctl: &Ctl, p: &Path) -> String {
+    ctl.ok(&["image", "load", "-i", &p.display().to_string()])
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+fn xattr_names(p: &Path) -> Vec<String> {
+    let f = fs::File::open(p).unwrap();
+    let mut v: Vec<String> =
+        unionfs::sys::xattr::list(unionfs::sys::xattr::Target::Fd(std::os::fd::AsRawFd::as_raw_fd(&f)))
+            .unwrap()
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .collect();
+    v.sort();
+    v
+}
+
+fn getxattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let f = fs::File::open(p).ok()?;
+    unionfs::sys::xattr::get(
+        unionfs::sys::xattr::Target::Fd(std::os::fd::AsRawFd::as_raw_fd(&f)),
+        std::ffi::OsStr::new(name),
+    )
+    .ok()
+    .flatten()
+}
+
+/// Entries of tmp/ other than the locks directory.
+fn tmp_entries(ctl: &Ctl) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(ctl.root.join("tmp"))
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.retain(|n| n != "locks");
+    v
+}
+
+/// A directory member with any path (the writer refuses "./").
+fn raw_dir(name: &str, mode: u32) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(mode);
+    h.set_size(0);
+    h.set_mtime(1_600_000_000);
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+// 1
+#[test]
+fn store_is_private_to_its_owner() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    let (built, _) = oci_layout(&t.path().join("oci"), &rich_layers(), Comp::Gzip, "example/private:1");
+    ctl_load(&ctl, &t.path().join("oci"));
+    assert_eq!(mode(&ctl.root), 0o700, "store root");
+    for d in ["layers", "tmp", "blobs", "images"] {
+        assert_eq!(mode(&ctl.root.join(d)) & 0o077, 0, "{d} reachable by others");
+    }
+    let su = ctl.root.join("layers").join(&built.diff_ids[0]).join("diff/bin/su");
+    assert_eq!(mode(&su), 0o4755);
+    let o = as_user("stat").arg(&su).output().unwrap();
+    assert!(!o.status.success(), "another user can reach a setuid file of a layer");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o =
+        as_user("cat").arg(ctl.root.join("layers").join(&built.diff_ids[0]).join("diff/etc/passwd")).output().unwrap();
+    assert!(!o.status.success(), "another user can read a layer file");
+
+    // A store made before: 0755 everywhere; the next command fixes it.
+    for d in ["", "layers", "tmp", "blobs", "blobs/sha256", "images"] {
+        fs::set_permissions(ctl.root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::set_permissions(ctl.root.join("layers").join(&built.diff_ids[0]), fs::Permissions::from_mode(0o755)).unwrap();
+    ctl.ok(&["image", "ls"]);
+    assert_eq!(mode(&ctl.root), 0o700, "old store root not fixed");
+    for d in ["layers", "tmp", "blobs", "images"] {
+        assert_eq!(mode(&ctl.root.join(d)) & 0o077, 0, "old store: {d} not fixed");
+    }
+    assert!(!as_user("stat").arg(&su).output().unwrap().status.success());
+}
+
+
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn new(p: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(p).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(p)
+            .status();
+        assert!(st.unwrap().success(), "mount tmpfs");
+        Tmpfs(p.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Bytes that do not compress.
+fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+
+
+fn sparse_layer(t: &Path, format: &str) -> Vec<u8> {
+    let src = t.join(format!("sparse-src-{format}"));
+    fs::create_dir_all(&src).unwrap();
+    let mut f = fs::File::create(src.join("sparse")).unwrap();
+    f.write_all(b"head").unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"tail", 100 << 20).unwrap();
+    drop(f);
+    let out = t.join(format!("sparse-{format}.tar"));
+    let st = Command::new("tar")
+        .args(["--sparse", &format!("--format={format}"), "--numeric-owner", "-C"])
+        .arg(&src)
+        .arg("-cf")
+        .arg(&out)
+        .arg("sparse")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs::read(out).unwrap()
+}
+
+
+
+fn entries_of(archive: &[u8]) -> Vec<String> {
+    let mut ar = tar::Archive::new(archive);
+    ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
+}
+
+
+
+
+
+
