@@ -135,6 +135,48 @@ fn store_is_private_to_its_owner() {
     assert!(!as_user("stat").arg(&su).output().unwrap().status.success());
 }
 
+// 2
+#[test]
+fn only_allowed_xattrs_are_applied() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    // A v2 file capability: effective, cap_net_bind_service permitted.
+    let cap: Vec<u8> = [0x01, 0, 0, 0x02, 0, 0x04, 0, 0].iter().copied().chain([0u8; 12]).collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let dir_x: Vec<(&str, &[u8])> = vec![
+        ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+        ("SCHILY.xattr.user.overlay.opaque", b"y"),
+        ("SCHILY.xattr.user.fuseoverlayfs.override_stat", b"0:0:0755"),
+        ("SCHILY.xattr.user.dirnote", b"kept"),
+    ];
+    b.append_pax_extensions(dir_x).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    b.append_data(&mut h, "d", &[][..]).unwrap();
+    let file_x: Vec<(&str, &[u8])> = vec![
+        ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+        ("SCHILY.xattr.trusted.foo", b"bar"),
+        ("SCHILY.xattr.user.containers.override_stat", b"0:0:04755:file"),
+        ("SCHILY.xattr.security.selinux", b"system_u:object_r:shadow_t:s0"),
+        ("SCHILY.xattr.user.mime", b"text/plain"),
+        ("SCHILY.xattr.security.capability", &cap),
+    ];
+    b.append_pax_extensions(file_x).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_size(3);
+    b.append_data(&mut h, "d/f", &b"hi\n"[..]).unwrap();
+    let l = b.into_inner().unwrap();
+    let built = docker_archive(&t.path().join("x.tar"), &[l], &["xattrs:1"], false);
+    ctl_load(&ctl, &t.path().join("x.tar"));
+    let diff = ctl.root.join("layers").join(&built.diff_ids[0]).join("diff");
+    assert_eq!(xattr_names(&diff.join("d")), vec!["user.dirnote".to_string()]);
+    assert_eq!(xattr_names(&diff.join("d/f")), vec!["security.capability".to_string(), "user.mime".to_string()]);
+    assert_eq!(getxattr(&diff.join("d/f"), "user.mime").as_deref(), Some(&b"text/plain"[..]));
+}
 
 
 /// A tmpfs mounted for the test, unmounted on drop.

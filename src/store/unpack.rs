@@ -4,10 +4,10 @@
 //! every parent is opened with O_NOFOLLOW, so a symlink in the layer can never
 //! be written through; hard links must name a member inside the layer.
 //! Owners (numeric ids), modes (after chown, so setuid bits stay), xattrs
-//! (PAX `SCHILY.xattr.*`) and mtimes are kept. OCI whiteout markers are
-//! ordinary files here: they stay in the layer for unionfs to read. Device
-//! nodes a non-root user cannot make are recorded as empty files carrying
-//! `user.containers.override_stat`.
+//! (PAX `SCHILY.xattr.*`, only those [`xattr_allowed`] lets through) and
+//! mtimes are kept. OCI whiteout markers are ordinary files here: they stay in
+//! the layer for unionfs to read. Device nodes a non-root user cannot make are
+//! recorded as empty files carrying `user.containers.override_stat`.
 
 use crate::store::error::{err, Context, Error, Result};
 use crate::sys::{at, xattr};
@@ -266,13 +266,39 @@ fn join(c: &[OsString]) -> String {
     c.iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
+/// The xattrs a layer may put on disk; every other one is skipped (a debug
+/// log line, not an error), as root too:
+///
+/// - `user.*`, except the namespaces a union reads as its own metadata:
+///   `user.overlay.*` (overlayfs with `userxattr`: opaque, redirect,
+///   metacopy, origin, whiteout), `user.fuseoverlayfs.*` and
+///   `user.containers.*` (fuse-overlayfs and containers/storage, e.g.
+///   `override_stat`);
+/// - `security.capability` (file capabilities);
+/// - `system.posix_acl_access`, `system.posix_acl_default` (ACLs).
+///
+/// So `trusted.*` (`trusted.overlay.*` would make a directory opaque or
+/// redirect it in the union) and other `security.*` labels never come from a
+/// layer.
+pub fn xattr_allowed(name: &[u8]) -> bool {
+    const UNION_OWNED: [&[u8]; 3] = [b"user.overlay.", b"user.fuseoverlayfs.", b"user.containers."];
+    if name.starts_with(b"user.") {
+        return !UNION_OWNED.iter().any(|p| name.starts_with(p));
+    }
+    matches!(name, b"security.capability" | b"system.posix_acl_access" | b"system.posix_acl_default")
+}
+
 fn collect_xattrs<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Vec<(OsString, Vec<u8>)>> {
     let mut out = Vec::new();
     if let Some(exts) = e.pax_extensions().ctx("PAX header")? {
         for ext in exts {
             let ext = ext.ctx("PAX header")?;
             if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                out.push((OsStr::from_bytes(name).to_os_string(), ext.value_bytes().to_vec()));
+                if xattr_allowed(name) {
+                    out.push((OsStr::from_bytes(name).to_os_string(), ext.value_bytes().to_vec()));
+                } else {
+                    log::debug!("skipping xattr {} (not allowed in a layer)", String::from_utf8_lossy(name));
+                }
             }
         }
     }
@@ -313,5 +339,16 @@ mod tests {
         assert!(components(b"/etc/passwd").is_none());
         assert!(components(b"a/../../b").is_none());
         assert!(components(b"./").unwrap().is_empty());
+    }
+
+    #[test]
+    fn xattr_allow_list() {
+        for ok in ["user.mime", "user.overlayx", "security.capability", "system.posix_acl_access"] {
+            assert!(xattr_allowed(ok.as_bytes()), "{ok}");
+        }
+        for no in ["trusted.overlay.opaque", "trusted.foo", "user.overlay.opaque", "user.containers.override_stat"] {
+            assert!(!xattr_allowed(no.as_bytes()), "{no}");
+        }
+        assert!(!xattr_allowed(b"security.selinux") && !xattr_allowed(b"user.fuseoverlayfs.opaque"));
     }
 }
