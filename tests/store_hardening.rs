@@ -178,6 +178,44 @@ fn only_allowed_xattrs_are_applied() {
     assert_eq!(getxattr(&diff.join("d/f"), "user.mime").as_deref(), Some(&b"text/plain"[..]));
 }
 
+// 3
+#[test]
+fn oversized_extension_headers_are_refused() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    ctl.ok(&["image", "ls"]);
+    // A 2 MiB PAX record.
+    let mut b = tar::Builder::new(Vec::new());
+    let big = vec![b'x'; 2 << 20];
+    b.append_pax_extensions([("comment", &big[..])]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(2);
+    b.append_data(&mut h, "f", &b"x\n"[..]).unwrap();
+    docker_archive(&t.path().join("pax.tar"), &[b.into_inner().unwrap()], &["pax:1"], false);
+    ctl.must_fail(&t.path().join("pax.tar"), "larger than 1 MiB");
+    // A 2 MiB GNU long name.
+    let mut b = tar::Builder::new(Vec::new());
+    let name = "a/".repeat(1 << 20) + "f";
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(2);
+    b.append_data(&mut h, &name, &b"x\n"[..]).unwrap();
+    docker_archive(&t.path().join("long.tar"), &[b.into_inner().unwrap()], &["long:1"], false);
+    ctl.must_fail(&t.path().join("long.tar"), "larger than 1 MiB");
+    // The outer archive too.
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("comment", &big[..])]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(2);
+    b.append_data(&mut h, "manifest.json", &b"[]"[..]).unwrap();
+    fs::write(t.path().join("outer.tar"), b.into_inner().unwrap()).unwrap();
+    ctl.must_fail(&t.path().join("outer.tar"), "larger than 1 MiB");
+}
 
 /// A tmpfs mounted for the test, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -213,6 +251,26 @@ fn noise(n: usize) -> Vec<u8> {
         .collect()
 }
 
+// 3
+#[test]
+fn a_full_filesystem_is_refused_and_cleaned_up() {
+    let t = tmp();
+    let _mnt = Tmpfs::new(&t.path().join("small"), "8m");
+    let ctl = Ctl { root: t.path().join("small/store") };
+    oci_layout(&t.path().join("good"), &[layer(&[M::File("a", b"a\n", 0o644)])], Comp::Gzip, "example/good:1");
+    ctl_load(&ctl, &t.path().join("good"));
+    let data: &'static [u8] = Box::leak(noise(12 << 20).into_boxed_slice());
+    let big = vec![layer(&[M::File("big", data, 0o644)])];
+    // A gzip-wrapped OCI archive whose tar does not fit.
+    oci_layout(&t.path().join("big"), &big, Comp::None, "example/big:1");
+    tar_dir(&t.path().join("big"), &t.path().join("big.tar"));
+    fs::write(t.path().join("big.tar.gz"), gzip(&fs::read(t.path().join("big.tar")).unwrap())).unwrap();
+    ctl.must_fail(&t.path().join("big.tar.gz"), "free space");
+    assert!(tmp_entries(&ctl).is_empty(), "left in tmp/: {:?}", tmp_entries(&ctl));
+    // A layer that does not fit once unpacked.
+    ctl.must_fail(&t.path().join("big"), "free space");
+    assert!(tmp_entries(&ctl).is_empty(), "left in tmp/: {:?}", tmp_entries(&ctl));
+}
 
 
 fn sparse_layer(t: &Path, format: &str) -> Vec<u8> {

@@ -18,6 +18,9 @@ impl std::error::Error for Error {}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            return Error(crate::store::limits::no_space().to_string());
+        }
         Error(crate::sys::tree::strip_os(&e))
     }
 }

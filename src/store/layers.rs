@@ -7,6 +7,7 @@
 use crate::store::compress::{decompress, Compression};
 use crate::store::digest::{Digest, HashingReader};
 use crate::store::error::{err, Context, Result};
+use crate::store::limits::{Checked, Space};
 use crate::store::source::Source;
 use crate::store::unpack;
 use crate::store::util::{now_secs, rfc3339, write_json};
@@ -51,7 +52,7 @@ pub struct LayerPlan {
 /// Passes what it reads through and writes it to a file.
 struct Tee<R> {
     inner: R,
-    out: io::BufWriter<File>,
+    out: io::BufWriter<Checked<File>>,
 }
 
 impl<R: Read> Read for Tee<R> {
@@ -96,14 +97,17 @@ pub fn ensure(
     let diff = work.path.join("diff");
     fs::create_dir(&diff).ctx(diff.display())?;
     let blob_tmp = work.path.join("blob");
+    let what = format!("layer {}", plan.diff_id.short());
     let raw = src.open(&plan.path)?;
     let counted = Counting { inner: raw, progress };
     let tee = Tee {
         inner: HashingReader::new(counted),
-        out: io::BufWriter::with_capacity(1 << 20, File::create(&blob_tmp).ctx(blob_tmp.display())?),
+        out: io::BufWriter::with_capacity(
+            1 << 20,
+            Checked::new(File::create(&blob_tmp).ctx(blob_tmp.display())?, Space::new(&work.path).ctx(&what)?),
+        ),
     };
     let mut tee = tee;
-    let what = format!("layer {}", plan.diff_id.short());
     let (comp, stats, diff_got, diff_size) = {
         let (comp, plain) = decompress(&mut tee).ctx(&what)?;
         let mut plain = HashingReader::new(plain);
@@ -114,7 +118,7 @@ pub fn ensure(
     // Whatever follows the compressed stream belongs to the blob too.
     io::copy(&mut tee, &mut io::sink()).ctx(&what)?;
     let Tee { inner, out } = tee;
-    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).ctx(&what)?;
+    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.into_inner().sync_all()).ctx(&what)?;
     let (blob_digest, blob_size) = inner.finish().ctx(&what)?;
     if diff_got != plan.diff_id {
         return err(format!("{what}: diff_id mismatch: the config says {}, the layer is {diff_got}", plan.diff_id));

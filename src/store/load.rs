@@ -196,7 +196,8 @@ fn drop_new_layers(store: &Store, done: &HashMap<Digest, (LayerRecord, bool)>) {
 pub fn spool_stdin(store: &Store) -> Result<(crate::store::TempDir, std::path::PathBuf)> {
     let tmp = store.temp_dir("stdin")?;
     let p = tmp.path.join("input");
-    let mut f = fs::File::create(&p).ctx(p.display())?;
+    let space = crate::store::limits::Space::new(&tmp.path).ctx(tmp.path.display())?;
+    let mut f = crate::store::limits::Checked::new(fs::File::create(&p).ctx(p.display())?, space);
     let n = std::io::copy(&mut std::io::stdin().lock(), &mut f).ctx("standard input")?;
     if n == 0 {
         return err("standard input is empty");

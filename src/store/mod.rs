@@ -20,6 +20,7 @@ pub mod error;
 pub mod formats;
 pub mod images;
 pub mod layers;
+pub mod limits;
 pub mod load;
 pub mod save;
 pub mod source;

@@ -7,6 +7,7 @@ use crate::store::compress::decompress;
 use crate::store::digest::Digest;
 use crate::store::error::{err, Context, Result};
 use crate::store::images::ImageRecord;
+use crate::store::limits::{Checked, Space};
 use crate::store::spec::{self, Descriptor, DockerEntry, Index, Manifest};
 use crate::store::Store;
 use std::collections::BTreeMap;
@@ -155,7 +156,8 @@ fn write_docker<W: Write>(store: &Store, img: &ImageRecord, names: &[String], b:
             // docker-archive layers are plain tars: decompress the stored blob.
             let plain = tmp.path.join(diff.hex());
             let (_, mut r) = decompress(File::open(store.blob_path(&d)).ctx(format!("layer blob {}", d.short()))?)?;
-            let mut f = File::create(&plain).ctx(plain.display())?;
+            let space = Space::new(&tmp.path).ctx(tmp.path.display())?;
+            let mut f = Checked::new(File::create(&plain).ctx(plain.display())?, space);
             io::copy(&mut r, &mut f).ctx(format!("layer blob {}", d.short()))?;
             drop(f);
             add_file(b, &path, &plain)?;

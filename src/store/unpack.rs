@@ -10,6 +10,7 @@
 //! recorded as empty files carrying `user.containers.override_stat`.
 
 use crate::store::error::{err, Context, Error, Result};
+use crate::store::limits::{HeaderBudget, Space};
 use crate::sys::{at, xattr};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
@@ -50,6 +51,7 @@ fn open_dir(parent: RawFd, name: &OsStr) -> io::Result<OwnedFd> {
 }
 
 struct Unpacker {
+    space: Space,
     root: OwnedFd,
     root_user: bool,
     stats: Stats,
@@ -125,6 +127,10 @@ impl Unpacker {
             }
             return Ok(());
         };
+        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+            // Global PAX records describe nothing we apply (never read them whole).
+            return Ok(());
+        }
         let parent = self.dir(parents, true)?;
         let xattrs = collect_xattrs(e)?;
         match kind {
@@ -217,6 +223,7 @@ impl Unpacker {
             if n == 0 {
                 break;
             }
+            self.space.wrote(n as u64)?;
             let mut done = 0;
             while done < n {
                 done += at::pwrite(fd, &self.buf[done..n], off + done as i64)?;
@@ -309,7 +316,9 @@ fn collect_xattrs<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Vec<(OsString, V
 pub fn unpack(r: impl Read, dest: &Path) -> Result<Stats> {
     let root =
         at::openat(libc::AT_FDCWD, dest.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(dest.display())?;
+    let space = Space::new(dest).ctx(dest.display())?;
     let mut u = Unpacker {
+        space,
         root,
         root_user: at::is_root(),
         stats: Stats::default(),
@@ -317,13 +326,18 @@ pub fn unpack(r: impl Read, dest: &Path) -> Result<Stats> {
         dirs: Vec::new(),
         buf: vec![0u8; 1 << 20],
     };
-    let mut ar = tar::Archive::new(r);
+    let budget = HeaderBudget::default();
+    let mut ar = tar::Archive::new(budget.reader(r));
+    let mut entries = ar.entries().ctx("reading the layer")?;
     // A tar that ends without its end-of-archive blocks is accepted when its
     // last member is complete (older umoci wrote such layers).
-    for e in ar.entries().ctx("reading the layer")? {
+    while let Some(e) = budget.next(|| entries.next()) {
         let mut e = e.ctx("reading the layer")?;
         let p = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         u.entry(&mut e).ctx(&p)?;
+        // What the member did not use is read now, so that moving to the next
+        // member reads headers only (and is bounded).
+        io::copy(&mut e, &mut io::sink()).ctx(&p)?;
     }
     u.finish_dirs()?;
     Ok(u.stats)
