@@ -303,5 +303,47 @@ fn entries_of(archive: &[u8]) -> Vec<String> {
 
 
 
+// 23
+#[test]
+fn deep_layer_tree_under_a_small_fd_limit() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    let mut b = tar::Builder::new(Vec::new());
+    let mut p = String::new();
+    for i in 0..3000 {
+        if i > 0 {
+            p.push('/');
+        }
+        p.push('d');
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(if i % 500 == 7 { 0o555 } else { 0o755 });
+        h.set_size(0);
+        b.append_data(&mut h, &p, &[][..]).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(5);
+    b.append_data(&mut h, format!("{p}/deep"), &b"deep\n"[..]).unwrap();
+    let built = docker_archive(&t.path().join("deep.tar"), &[b.into_inner().unwrap()], &["example/deep:1"], false);
+    let limited = |args: &[&str]| {
+        let o = Command::new("prlimit")
+            .args(["--nofile=256:256", env!("CARGO_BIN_EXE_unionctl"), "--root"])
+            .arg(&ctl.root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    limited(&["image", "load", "-i", &t.path().join("deep.tar").display().to_string()]);
+    let ls = limited(&["image", "ls"]);
+    assert!(ls.contains("example/deep") && ls.contains("5B"), "{ls}");
+    assert_eq!(ctl.layers(), built.diff_ids);
+    limited(&["image", "rm", "example/deep:1"]);
+    limited(&["image", "prune", "-a"]);
+    assert!(ctl.layers().is_empty(), "deep layer left");
+}
 
 

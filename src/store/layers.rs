@@ -156,7 +156,7 @@ pub fn ensure(
     }
     if dest.exists() {
         // A layer dir without its record (an interrupted removal): replace it.
-        fs::remove_dir_all(&dest).ctx(dest.display())?;
+        crate::sys::tree::remove_tree(&dest).ctx(dest.display())?;
     }
     fs::rename(&work.path, &dest).ctx(dest.display())?;
     Ok((rec, true))
@@ -181,10 +181,9 @@ pub fn remove(store: &Store, diff_id: &Digest) -> Result<()> {
     let dir = store.layer_dir(diff_id);
     // Drop the record first: a half-removed layer is then seen as absent.
     let _ = fs::remove_file(dir.join("layer.json"));
-    match fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).ctx(dir.display()),
-        _ => Ok(()),
-    }
+    // Iterative, and read-only directories of the layer (0555 trees, its root
+    // too) are made writable: works at any depth and as a non-root user.
+    crate::sys::tree::remove_tree(&dir).ctx(dir.display())
 }
 
 /// All layers in the store.

@@ -56,7 +56,7 @@ pub struct TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        let _ = crate::sys::tree::remove_tree(&self.path);
     }
 }
 

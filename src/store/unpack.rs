@@ -58,20 +58,34 @@ struct Unpacker {
     /// The parent directory of the previous member (most members share one).
     last_parent: Option<(Vec<OsString>, OwnedFd)>,
     /// Directory metadata, applied last (children change a dir's mtime).
-    dirs: Vec<(Vec<OsString>, u32, u32, u32, u64)>,
+    /// (member path as in the tar, depth, mode, uid, gid, mtime): the raw
+    /// path, not its components, so a deep tree costs bytes, not allocations.
+    dirs: Vec<(Vec<u8>, usize, u32, u32, u32, u64)>,
     buf: Vec<u8>,
 }
 
 impl Unpacker {
     /// Open (creating missing ones) the directory `comps`, never following symlinks.
     fn dir(&mut self, comps: &[OsString], create: bool) -> Result<RawFd> {
-        if let Some((p, fd)) = &self.last_parent {
-            if p.as_slice() == comps {
-                return Ok(fd.as_raw_fd());
+        // Start from the directory of the previous member when it is on the
+        // way: the same, an ancestor (members usually come parent first), or
+        // a near descendant (`..` inside the tree this unpack made).
+        let (mut cur, start) = match self.last_parent.take() {
+            Some((p, fd)) if p.as_slice() == comps => {
+                let raw = fd.as_raw_fd();
+                self.last_parent = Some((p, fd));
+                return Ok(raw);
             }
-        }
-        let mut cur = at::openat(self.root.as_raw_fd(), OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-        for c in comps {
+            Some((p, fd)) if comps.starts_with(&p) => (fd, p.len()),
+            Some((p, fd)) if p.starts_with(comps) && p.len() - comps.len() <= 16 => {
+                match climb(fd, p.len() - comps.len()) {
+                    Ok(fd) => (fd, comps.len()),
+                    Err(_) => (self.open_root()?, 0),
+                }
+            }
+            _ => (self.open_root()?, 0),
+        };
+        for c in &comps[start..] {
             let next = match open_dir(cur.as_raw_fd(), c) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
@@ -91,6 +105,10 @@ impl Unpacker {
         let fd = cur.as_raw_fd();
         self.last_parent = Some((comps.to_vec(), cur));
         Ok(fd)
+    }
+
+    fn open_root(&self) -> io::Result<OwnedFd> {
+        at::openat(self.root.as_raw_fd(), OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)
     }
 
     /// Make room for a new member at `parent/name` (a later member wins).
@@ -123,7 +141,7 @@ impl Unpacker {
         let Some((name, parents)) = comps.split_last() else {
             // The layer root itself ("./").
             if kind.is_dir() {
-                self.dirs.push((Vec::new(), mode, uid, gid, mtime));
+                self.dirs.push((Vec::new(), 0, mode, uid, gid, mtime));
             }
             return Ok(());
         };
@@ -138,7 +156,7 @@ impl Unpacker {
                 if !self.clear(parent, name, true)? {
                     at::mkdirat(parent, name, 0o700)?;
                 }
-                self.dirs.push((comps.clone(), mode, uid, gid, mtime));
+                self.dirs.push((raw.clone(), comps.len(), mode, uid, gid, mtime));
                 self.set_xattrs(parent, name, &xattrs)?;
                 return Ok(());
             }
@@ -253,20 +271,31 @@ impl Unpacker {
 
     /// Directory modes, owners and times, deepest first.
     fn finish_dirs(&mut self) -> Result<()> {
-        let dirs = std::mem::take(&mut self.dirs);
+        let mut dirs = std::mem::take(&mut self.dirs);
         self.last_parent = None;
-        for (comps, mode, uid, gid, mtime) in dirs.iter().rev() {
-            let fd = self.dir(comps, false)?;
+        // Deepest first (a parent's mode may shut its children); a stable
+        // sort, so of a repeated entry the last one wins.
+        dirs.sort_by(|a, b| b.1.cmp(&a.1));
+        for (raw, _, mode, uid, gid, mtime) in &dirs {
+            let comps = components(raw).unwrap_or_default();
+            let fd = self.dir(&comps, false)?;
             let d = at::openat(fd, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
             if self.root_user {
                 at::fchown(d.as_raw_fd(), Some(*uid), Some(*gid))?;
             }
             at::fchmod(d.as_raw_fd(), *mode)?;
             at::futimens(d.as_raw_fd(), at::Time::At(*mtime as i64, 0), at::Time::At(*mtime as i64, 0))?;
-            self.last_parent = None;
         }
         Ok(())
     }
+}
+
+/// The directory `n` levels above `fd`.
+fn climb(mut fd: OwnedFd, n: usize) -> io::Result<OwnedFd> {
+    for _ in 0..n {
+        fd = at::openat(fd.as_raw_fd(), OsStr::new(".."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    }
+    Ok(fd)
 }
 
 fn join(c: &[OsString]) -> String {
