@@ -272,6 +272,29 @@ fn a_full_filesystem_is_refused_and_cleaned_up() {
     assert!(tmp_entries(&ctl).is_empty(), "left in tmp/: {:?}", tmp_entries(&ctl));
 }
 
+// 17
+#[test]
+fn layer_dirs_without_record_are_discarded_at_open() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    let (built, _) = oci_layout(&t.path().join("oci"), &rich_layers(), Comp::Gzip, "example/sync:1");
+    ctl_load(&ctl, &t.path().join("oci"));
+    // An interrupted load or removal: a directory without its record, with a
+    // read-only subdirectory; and a record without its directory.
+    let orphan = ctl.root.join("layers").join(sha(b"orphan"));
+    fs::create_dir_all(orphan.join("diff/ro/sub")).unwrap();
+    fs::write(orphan.join("diff/ro/sub/f"), b"x").unwrap();
+    fs::set_permissions(orphan.join("diff/ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    let bare = ctl.root.join("layers").join(sha(b"bare"));
+    fs::create_dir_all(&bare).unwrap();
+    fs::copy(ctl.root.join("layers").join(&built.diff_ids[0]).join("layer.json"), bare.join("layer.json")).unwrap();
+    ctl.ok(&["image", "ls"]);
+    assert!(!orphan.exists(), "a layer dir without record survived open");
+    assert!(!bare.exists(), "a record without its layer dir survived open");
+    let mut want = built.diff_ids.clone();
+    want.sort();
+    assert_eq!(ctl.layers(), want);
+}
 
 fn sparse_layer(t: &Path, format: &str) -> Vec<u8> {
     let src = t.join(format!("sparse-src-{format}"));

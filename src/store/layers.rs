@@ -142,9 +142,28 @@ pub fn ensure(
         devices_recorded: stats.devices_recorded,
     };
     let blob_final = store.blob_path(&blob_digest);
-    if !blob_final.exists() {
+    let blob_new = !blob_final.exists();
+    if blob_new {
         fs::rename(&blob_tmp, &blob_final).ctx(blob_final.display())?;
     }
+    let placed = place(store, plan, &work, rec);
+    if placed.is_err() && blob_new {
+        // Only this layer (whose lock we hold) has this blob.
+        let _ = fs::remove_file(&blob_final);
+    }
+    placed
+}
+
+/// Record the verified layer in `work` and move it into place.
+fn place(
+    store: &Store,
+    plan: &LayerPlan,
+    work: &crate::store::TempDir,
+    rec: LayerRecord,
+) -> Result<(LayerRecord, bool)> {
+    // The files reach the disk before the record that says they are complete
+    // (a layer dir without record is discarded when the store is opened).
+    crate::store::recover::sync_dir(&work.path).ctx(format!("layer {}: sync", plan.diff_id.short()))?;
     write_json(&work.path.join("layer.json"), &rec)?;
     let dest = store.layer_dir(&plan.diff_id);
     if let Some(mut existing) = read_record(store, &plan.diff_id) {

@@ -22,6 +22,7 @@ pub mod images;
 pub mod layers;
 pub mod limits;
 pub mod load;
+pub mod recover;
 pub mod save;
 pub mod source;
 pub mod spec;
@@ -57,6 +58,26 @@ pub struct TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = crate::sys::tree::remove_tree(&self.path);
+    }
+}
+
+/// Open and flock `p` (`wait` false: None when another process holds it).
+/// Lock files may be removed by the tmp/ sweep once free: a lock that turns
+/// out to be on a file no longer at `p` is taken again.
+fn take_lock(p: &Path, wait: bool) -> Result<Option<Lock>> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    loop {
+        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(p).ctx(p.display())?;
+        if wait {
+            at::flock(f.as_raw_fd(), true).ctx(format!("lock {}", p.display()))?;
+        } else if !at::try_flock(f.as_raw_fd(), true).ctx(format!("lock {}", p.display()))? {
+            return Ok(None);
+        }
+        let held = f.metadata().ctx(p.display())?;
+        match fs::metadata(p) {
+            Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(Some(Lock { _file: f })),
+            _ => continue,
+        }
     }
 }
 
@@ -105,7 +126,9 @@ impl Store {
                 r => r.ctx(what())?,
             }
         }
-        Ok(Store { root })
+        let store = Store { root };
+        recover::layers(&store);
+        Ok(store)
     }
 
     pub fn blob_path(&self, d: &digest::Digest) -> PathBuf {
@@ -130,10 +153,13 @@ impl Store {
         self.lock_file(&self.root.join("tmp/locks").join(format!("{}.lock", diff_id.hex())))
     }
 
+    /// The layer's lock when nobody holds it, else None.
+    pub fn try_layer_lock(&self, diff_id: &digest::Digest) -> Result<Option<Lock>> {
+        take_lock(&self.root.join("tmp/locks").join(format!("{}.lock", diff_id.hex())), false)
+    }
+
     fn lock_file(&self, p: &Path) -> Result<Lock> {
-        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(p).ctx(p.display())?;
-        at::flock(f.as_raw_fd(), true).ctx(format!("lock {}", p.display()))?;
-        Ok(Lock { _file: f })
+        take_lock(p, true)?.ok_or_else(|| error::Error(format!("lock {}: not taken", p.display())))
     }
 
     /// A fresh private directory under tmp/.
