@@ -317,6 +317,62 @@ fn sparse_layer(t: &Path, format: &str) -> Vec<u8> {
 }
 
 
+// 19
+#[test]
+fn stale_tmp_entries_are_swept_but_live_ones_kept() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    ctl.ok(&["image", "ls"]);
+    let leave = || {
+        // What a killed load leaves: its work dir (with a read-only dir), a
+        // spooled input, lock files.
+        let w = ctl.root.join("tmp/layer-999999-0");
+        fs::create_dir_all(w.join("diff/ro")).unwrap();
+        fs::write(w.join("blob"), vec![7u8; 1 << 20]).unwrap();
+        fs::set_permissions(w.join("diff/ro"), fs::Permissions::from_mode(0o555)).unwrap();
+        fs::write(ctl.root.join("tmp/stdin-999999-1"), b"partial").unwrap();
+        fs::write(ctl.root.join("tmp/locks/layer-999999-0.lock"), b"").unwrap();
+        fs::write(ctl.root.join("tmp/locks").join(format!("{}.lock", sha(b"x"))), b"").unwrap();
+    };
+    leave();
+    ctl.ok(&["image", "ls"]);
+    assert!(tmp_entries(&ctl).is_empty(), "left in tmp/: {:?}", tmp_entries(&ctl));
+    assert_eq!(fs::read_dir(ctl.root.join("tmp/locks")).unwrap().count(), 0, "stale lock files kept");
+    leave();
+    ctl.ok(&["image", "prune"]);
+    assert!(tmp_entries(&ctl).is_empty(), "prune left in tmp/: {:?}", tmp_entries(&ctl));
+
+    // A load in progress (spooling stdin) keeps its entry through other commands.
+    let built = docker_archive(&t.path().join("d.tar"), &rich_layers(), &["live:1"], false);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unionctl"))
+        .arg("--root")
+        .arg(&ctl.root)
+        .args(["image", "load", "-i", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&[0u8; 0]).unwrap();
+    let mut live = Vec::new();
+    for _ in 0..200 {
+        live = tmp_entries(&ctl);
+        if !live.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!live.is_empty(), "the load made no tmp entry");
+    ctl.ok(&["image", "ls"]);
+    ctl.ok(&["image", "prune"]);
+    assert_eq!(tmp_entries(&ctl), live, "a live load's tmp entry was removed");
+    stdin.write_all(&fs::read(t.path().join("d.tar")).unwrap()).unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&built.id));
+    assert!(tmp_entries(&ctl).is_empty());
+}
 
 fn entries_of(archive: &[u8]) -> Vec<String> {
     let mut ar = tar::Archive::new(archive);

@@ -254,6 +254,8 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
             Ok(())
         }
         ImageCmd::Prune { all, force: _ } => {
+            // Leftovers of killed loads (also swept when the store is opened).
+            crate::store::recover::tmp(store);
             let _lock = store.lock()?;
             let mut n = 0;
             for img in images::list(store)? {

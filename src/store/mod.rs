@@ -51,13 +51,22 @@ pub struct Lock {
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A directory under `tmp/` removed (with everything in it) on drop.
+///
+/// `tmp/NAME` is owned by whoever holds the flock on `tmp/locks/NAME.lock`,
+/// taken before the directory is made and kept until it is gone: an entry of
+/// tmp/ whose lock is free belongs to no live process (a killed load) and is
+/// swept by the next command ([`recover::tmp`]).
 pub struct TempDir {
     pub path: PathBuf,
+    lock_path: PathBuf,
+    _lock: Lock,
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = crate::sys::tree::remove_tree(&self.path);
+        // Unlinked while still held; the lock goes with the fields.
+        let _ = fs::remove_file(&self.lock_path);
     }
 }
 
@@ -128,6 +137,7 @@ impl Store {
         }
         let store = Store { root };
         recover::layers(&store);
+        recover::tmp(&store);
         Ok(store)
     }
 
@@ -162,11 +172,25 @@ impl Store {
         take_lock(p, true)?.ok_or_else(|| error::Error(format!("lock {}: not taken", p.display())))
     }
 
-    /// A fresh private directory under tmp/.
+    /// A fresh private directory under tmp/, locked as [`TempDir`] says.
     pub fn temp_dir(&self, what: &str) -> Result<TempDir> {
         let n = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = self.root.join("tmp").join(format!("{what}-{}-{n}", std::process::id()));
-        fs::create_dir_all(&path).ctx(path.display())?;
-        Ok(TempDir { path })
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        // Never the name of an older entry (pids are reused).
+        let name = format!("{what}-{}-{nanos}-{n}", std::process::id());
+        let lock_path = self.root.join("tmp/locks").join(format!("{name}.lock"));
+        let lock = take_lock(&lock_path, true)?.ok_or_else(|| error::Error(format!("lock {}", lock_path.display())))?;
+        let path = self.root.join("tmp").join(&name);
+        let made = fs::DirBuilder::new().mode(0o700).create(&path).ctx(path.display());
+        if made.is_err() {
+            let _ = fs::remove_file(&lock_path);
+        }
+        made?;
+        Ok(TempDir { path, lock_path, _lock: lock })
+    }
+
+    /// The lock of `p` when nobody holds it (for the tmp/ sweep).
+    pub(crate) fn try_lock_path(&self, p: &Path) -> Result<Option<Lock>> {
+        take_lock(p, false)
     }
 }

@@ -1,6 +1,7 @@
 //! What an interrupted command leaves behind, cleaned when the store is
-//! opened: layer directories without their record (an unpack or removal
-//! cut short) and records without their directory.
+//! opened (and by prune): layer directories without their record (an unpack
+//! or removal cut short), records without their directory, and entries of
+//! tmp/ and lock files no live process owns.
 
 use crate::store::digest::Digest;
 use crate::store::Store;
@@ -30,6 +31,37 @@ pub fn layers(store: &Store) {
         let _ = fs::remove_file(dir.join("layer.json"));
         if let Err(e) = tree::remove_tree(&dir) {
             log::warn!("cannot remove incomplete layer {}: {}", d.short(), tree::strip_os(&e));
+        }
+    }
+}
+
+/// Remove what no live process owns in tmp/: an entry `tmp/NAME` whose lock
+/// `tmp/locks/NAME.lock` is free (see [`crate::store::TempDir`]), and free
+/// lock files (lockers check after locking that the file is still there).
+pub fn tmp(store: &Store) {
+    let tmp = store.root.join("tmp");
+    let locks = tmp.join("locks");
+    let Ok(rd) = fs::read_dir(&tmp) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if name == "locks" {
+            continue;
+        }
+        let mut lock_name = name.clone();
+        lock_name.push(".lock");
+        let lock_path = locks.join(&lock_name);
+        let Ok(Some(_lock)) = store.try_lock_path(&lock_path) else { continue };
+        match tree::remove_tree(&e.path()) {
+            Ok(()) => log::debug!("removed stale tmp/{}", name.to_string_lossy()),
+            Err(err) => log::warn!("cannot remove stale tmp/{}: {}", name.to_string_lossy(), tree::strip_os(&err)),
+        }
+        let _ = fs::remove_file(&lock_path);
+    }
+    let Ok(rd) = fs::read_dir(&locks) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if let Ok(Some(_lock)) = store.try_lock_path(&p) {
+            let _ = fs::remove_file(&p);
         }
     }
 }
