@@ -296,16 +296,18 @@ fn layer_dirs_without_record_are_discarded_at_open() {
     assert_eq!(ctl.layers(), want);
 }
 
-fn sparse_layer(t: &Path, format: &str) -> Vec<u8> {
-    let src = t.join(format!("sparse-src-{format}"));
+fn sparse_layer(t: &Path, format: &str, version: Option<&str>) -> Vec<u8> {
+    let src = t.join(format!("sparse-src-{format}-{}", version.unwrap_or("")));
     fs::create_dir_all(&src).unwrap();
     let mut f = fs::File::create(src.join("sparse")).unwrap();
     f.write_all(b"head").unwrap();
     std::os::unix::fs::FileExt::write_at(&f, b"tail", 100 << 20).unwrap();
     drop(f);
-    let out = t.join(format!("sparse-{format}.tar"));
+    let out = t.join(format!("sparse-{format}-{}.tar", version.unwrap_or("")));
     let st = Command::new("tar")
-        .args(["--sparse", &format!("--format={format}"), "--numeric-owner", "-C"])
+        .args(["--sparse", &format!("--format={format}"), "--numeric-owner"])
+        .args(version.map(|v| format!("--sparse-version={v}")))
+        .arg("-C")
         .arg(&src)
         .arg("-cf")
         .arg(&out)
@@ -316,6 +318,46 @@ fn sparse_layer(t: &Path, format: &str) -> Vec<u8> {
     fs::read(out).unwrap()
 }
 
+// 18
+#[test]
+fn gnu_sparse_members_are_extracted_sparse() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    let l = sparse_layer(t.path(), "gnu", None);
+    assert!(l.len() < 1 << 20, "tar did not write a sparse member");
+    let built = docker_archive(&t.path().join("gnu.tar"), &[l], &["sparse:gnu"], false);
+    ctl_load(&ctl, &t.path().join("gnu.tar"));
+    let p = ctl.root.join("layers").join(&built.diff_ids[0]).join("diff/sparse");
+    let md = fs::metadata(&p).expect("the sparse member was dropped");
+    assert_eq!(md.len(), (100 << 20) + 4);
+    assert!(md.blocks() * 512 < 1 << 20, "not sparse: {} blocks", md.blocks());
+    let mut f = fs::File::open(&p).unwrap();
+    let mut head = [0u8; 4];
+    f.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"head");
+    let mut tail = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut tail, 100 << 20).unwrap();
+    assert_eq!(&tail, b"tail");
+    let mut mid = [1u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut mid, 50 << 20).unwrap();
+    assert!(mid.iter().all(|b| *b == 0));
+    // PAX format 1.0 (GNU tar's posix default): the same file, not the raw map.
+    let l = sparse_layer(t.path(), "posix", None);
+    let built = docker_archive(&t.path().join("posix.tar"), &[l], &["sparse:posix"], false);
+    ctl_load(&ctl, &t.path().join("posix.tar"));
+    let diff = ctl.root.join("layers").join(&built.diff_ids[0]).join("diff");
+    let md = fs::metadata(diff.join("sparse")).expect("the PAX sparse member was dropped");
+    assert_eq!(md.len(), (100 << 20) + 4);
+    assert!(md.blocks() * 512 < 1 << 20);
+    let f = fs::File::open(diff.join("sparse")).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut tail, 100 << 20).unwrap();
+    assert_eq!(&tail, b"tail");
+    assert_eq!(fs::read_dir(&diff).unwrap().count(), 1, "GNUSparseFile.N left in the layer");
+    // PAX 0.x sparse: refused, never stored as its raw data.
+    let l = sparse_layer(t.path(), "posix", Some("0.1"));
+    docker_archive(&t.path().join("pax01.tar"), &[l], &["sparse:pax01"], false);
+    ctl.must_fail(&t.path().join("pax01.tar"), "sparse");
+}
 
 // 19
 #[test]

@@ -25,6 +25,7 @@ pub mod load;
 pub mod recover;
 pub mod save;
 pub mod source;
+pub mod sparse;
 pub mod spec;
 pub mod unpack;
 pub mod util;

@@ -11,6 +11,7 @@
 
 use crate::store::error::{err, Context, Error, Result};
 use crate::store::limits::{HeaderBudget, Space};
+use crate::store::sparse;
 use crate::sys::{at, xattr};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
@@ -131,10 +132,19 @@ impl Unpacker {
     }
 
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<()> {
-        let raw = e.path_bytes().into_owned();
-        let comps = components(&raw).ok_or_else(|| Error("path escapes the layer (absolute or ..)".into()))?;
         let h = e.header().clone();
         let kind = h.entry_type();
+        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+            // Global PAX records describe nothing we apply (never read them whole).
+            return Ok(());
+        }
+        let pax = pax_records(e)?;
+        let sparse = sparse::pax_sparse(&pax)?;
+        let raw = match &sparse {
+            Some(s) => s.name.clone(),
+            None => e.path_bytes().into_owned(),
+        };
+        let comps = components(&raw).ok_or_else(|| Error("path escapes the layer (absolute or ..)".into()))?;
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
         let (uid, gid) = (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32);
         let mtime = h.mtime().unwrap_or(0);
@@ -145,12 +155,8 @@ impl Unpacker {
             }
             return Ok(());
         };
-        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
-            // Global PAX records describe nothing we apply (never read them whole).
-            return Ok(());
-        }
         let parent = self.dir(parents, true)?;
-        let xattrs = collect_xattrs(e)?;
+        let xattrs = allowed_xattrs(&pax);
         match kind {
             tar::EntryType::Directory => {
                 if !self.clear(parent, name, true)? {
@@ -160,11 +166,29 @@ impl Unpacker {
                 self.set_xattrs(parent, name, &xattrs)?;
                 return Ok(());
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 self.clear(parent, name, false)?;
                 let f =
                     at::openat(parent, name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW, 0o600)?;
-                self.copy(e, f.as_raw_fd())?;
+                let fd = f.as_raw_fd();
+                let size = match &sparse {
+                    Some(s) => {
+                        // PAX 1.0: the map, then the data segments in order.
+                        for (off, len) in sparse::read_map(e, s.real_size)? {
+                            let got = self.copy(&mut e.take(len), fd, off, false)?;
+                            if got != len {
+                                return err("GNU sparse member: data shorter than its map");
+                            }
+                        }
+                        s.real_size
+                    }
+                    // Old GNU sparse: the reader gives holes as zeros; they stay holes.
+                    None => self.copy(e, fd, 0, kind == tar::EntryType::GNUSparse)?,
+                };
+                if sparse.is_some() || kind == tar::EntryType::GNUSparse {
+                    at::ftruncate(fd, size)?;
+                }
+                self.stats.bytes += size;
             }
             tar::EntryType::Symlink => {
                 let target = e.link_name_bytes().ok_or_else(|| Error("symlink without a target".into()))?;
@@ -234,22 +258,33 @@ impl Unpacker {
         Ok(())
     }
 
-    fn copy<R: Read>(&mut self, r: &mut R, fd: RawFd) -> Result<()> {
-        let mut off = 0i64;
+    /// Copy `r` into `fd` from offset `start`; returns the bytes read. With
+    /// `holes`, 4 KiB blocks of zeros are not written (the caller sets the size).
+    fn copy<R: Read>(&mut self, r: &mut R, fd: RawFd, start: u64, holes: bool) -> Result<u64> {
+        const BLOCK: usize = 4096;
+        let mut total = 0u64;
         loop {
             let n = r.read(&mut self.buf)?;
             if n == 0 {
                 break;
             }
-            self.space.wrote(n as u64)?;
-            let mut done = 0;
-            while done < n {
-                done += at::pwrite(fd, &self.buf[done..n], off + done as i64)?;
+            let off = start + total;
+            let mut i = 0;
+            while i < n {
+                let end = if holes { (i + BLOCK).min(n) } else { n };
+                let chunk = &self.buf[i..end];
+                if !(holes && chunk.iter().all(|b| *b == 0)) {
+                    self.space.wrote(chunk.len() as u64)?;
+                    let mut done = 0;
+                    while done < chunk.len() {
+                        done += at::pwrite(fd, &chunk[done..], (off + (i + done) as u64) as i64)?;
+                    }
+                }
+                i = end;
             }
-            off += n as i64;
+            total += n as u64;
         }
-        self.stats.bytes += off as u64;
-        Ok(())
+        Ok(total)
     }
 
     fn set_xattrs(&mut self, parent: RawFd, name: &OsStr, xattrs: &[(OsString, Vec<u8>)]) -> Result<()> {
@@ -324,21 +359,30 @@ pub fn xattr_allowed(name: &[u8]) -> bool {
     matches!(name, b"security.capability" | b"system.posix_acl_access" | b"system.posix_acl_default")
 }
 
-fn collect_xattrs<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Vec<(OsString, Vec<u8>)>> {
+/// The member's PAX records (already bounded in size by the reader).
+fn pax_records<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     if let Some(exts) = e.pax_extensions().ctx("PAX header")? {
         for ext in exts {
             let ext = ext.ctx("PAX header")?;
-            if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                if xattr_allowed(name) {
-                    out.push((OsStr::from_bytes(name).to_os_string(), ext.value_bytes().to_vec()));
-                } else {
-                    log::debug!("skipping xattr {} (not allowed in a layer)", String::from_utf8_lossy(name));
-                }
-            }
+            out.push((ext.key_bytes().to_vec(), ext.value_bytes().to_vec()));
         }
     }
     Ok(out)
+}
+
+fn allowed_xattrs(pax: &[(Vec<u8>, Vec<u8>)]) -> Vec<(OsString, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (k, v) in pax {
+        if let Some(name) = k.strip_prefix(b"SCHILY.xattr.") {
+            if xattr_allowed(name) {
+                out.push((OsStr::from_bytes(name).to_os_string(), v.clone()));
+            } else {
+                log::debug!("skipping xattr {} (not allowed in a layer)", String::from_utf8_lossy(name));
+            }
+        }
+    }
+    out
 }
 
 /// Unpack the tar stream `r` into the (empty) directory `dest`.
