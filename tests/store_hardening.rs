@@ -421,6 +421,42 @@ fn entries_of(archive: &[u8]) -> Vec<String> {
     ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
 }
 
+// 20
+#[test]
+fn save_keeps_symlinks_and_streams() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    let (built, _) = oci_layout(&t.path().join("oci"), &rich_layers(), Comp::Gzip, "example/save:1");
+    ctl_load(&ctl, &t.path().join("oci"));
+    // A symlink to a regular file: the link stays, its target gets the archive.
+    fs::write(t.path().join("real.tar"), b"old").unwrap();
+    std::os::unix::fs::symlink("real.tar", t.path().join("link.tar")).unwrap();
+    ctl.ok(&["image", "save", "-o", &t.path().join("link.tar").display().to_string(), "example/save:1"]);
+    assert!(fs::symlink_metadata(t.path().join("link.tar")).unwrap().file_type().is_symlink(), "link replaced");
+    assert!(entries_of(&fs::read(t.path().join("real.tar")).unwrap()).contains(&"manifest.json".to_string()));
+    // A dangling symlink: its target is created.
+    std::os::unix::fs::symlink("new.tar", t.path().join("dangling.tar")).unwrap();
+    ctl.ok(&["image", "save", "-o", &t.path().join("dangling.tar").display().to_string(), "example/save:1"]);
+    assert!(fs::symlink_metadata(t.path().join("dangling.tar")).unwrap().file_type().is_symlink());
+    assert!(t.path().join("new.tar").is_file());
+    // Standard output, as "-" and as /dev/stdout (a pipe here).
+    for o in ["-", "/dev/stdout"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_unionctl"))
+            .arg("--root")
+            .arg(&ctl.root)
+            .args(["image", "save", "--format", "oci-archive", "-o", o, "example/save:1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{o}: {}", String::from_utf8_lossy(&out.stderr));
+        let names = entries_of(&out.stdout);
+        assert!(names.contains(&"index.json".to_string()), "{o}: {names:?}");
+        let f = t.path().join("from-stdout.tar");
+        fs::write(&f, &out.stdout).unwrap();
+        let other = Ctl { root: t.path().join("store2") };
+        assert!(other.ok(&["image", "load", "-i", &f.display().to_string()]).contains(&built.id));
+    }
+    assert!(!Path::new("-").exists() && !ctl.root.join("-").exists());
+}
 
 
 

@@ -82,6 +82,7 @@ pub enum ImageCmd {
     },
     /// Write an image to an archive
     Save {
+        /// File (a symlink is followed and kept), - for standard output, or a pipe/device
         #[arg(short, long)]
         output: PathBuf,
         /// oci-archive or docker-archive
