@@ -458,6 +458,51 @@ fn save_keeps_symlinks_and_streams() {
     assert!(!Path::new("-").exists() && !ctl.root.join("-").exists());
 }
 
+// 21
+#[test]
+fn rootless_store_records_owners_and_removes_read_only_trees() {
+    let t = tmp();
+    let (uid, gid) = test_user();
+    let l = [
+        raw_dir("./", 0o555),
+        layer(&[
+            M::Owned("owned", b"by 1000\n", 0o640, 1000, 1000),
+            M::Dir("ro", 0o555),
+            M::Dir("ro/sub", 0o555),
+            M::File("ro/sub/f", b"f\n", 0o444),
+        ]),
+    ]
+    .concat();
+    let built = docker_archive(&t.path().join("ro.tar"), &[l], &["example/ro:1"], false);
+    let store = t.path().join("userstore");
+    fs::create_dir(&store).unwrap();
+    std::os::unix::fs::chown(&store, Some(uid), Some(gid)).unwrap();
+    let home = t.path().join("home");
+    fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+    let run = |args: &[&str]| {
+        let o = as_user(env!("CARGO_BIN_EXE_unionctl"))
+            .env("HOME", &home)
+            .arg("--root")
+            .arg(&store)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?} as a user: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["image", "load", "-i", &t.path().join("ro.tar").display().to_string()]);
+    let diff = store.join("layers").join(&built.diff_ids[0]).join("diff");
+    assert_eq!(
+        getxattr(&diff.join("owned"), "user.containers.override_stat").as_deref(),
+        Some(&b"1000:1000:0640:file"[..])
+    );
+    assert_eq!(mode(&diff), 0o555, "the layer root keeps its mode");
+    assert_eq!(mode(&diff.join("ro/sub")), 0o555);
+    run(&["image", "rm", "example/ro:1"]);
+    run(&["image", "prune", "-a"]);
+    assert_eq!(fs::read_dir(store.join("layers")).unwrap().count(), 0, "layers left");
+    assert_eq!(fs::read_dir(store.join("blobs/sha256")).unwrap().count(), 0, "blobs left");
+}
 
 
 // 23

@@ -157,12 +157,20 @@ impl Unpacker {
         };
         let parent = self.dir(parents, true)?;
         let xattrs = allowed_xattrs(&pax);
+        // Not root: a device node recorded as a file (its type), or the type
+        // to record when the owner cannot be set.
+        let mut recorded: Option<String> = None;
+        let mut overridden: Option<String> = None;
         match kind {
             tar::EntryType::Directory => {
                 if !self.clear(parent, name, true)? {
                     at::mkdirat(parent, name, 0o700)?;
                 }
                 self.dirs.push((raw.clone(), comps.len(), mode, uid, gid, mtime));
+                if !self.root_user && (uid, gid) != (0, 0) {
+                    let d = at::openat(parent, name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+                    set_override(d.as_raw_fd(), uid, gid, mode, "dir")?;
+                }
                 self.set_xattrs(parent, name, &xattrs)?;
                 return Ok(());
             }
@@ -214,6 +222,15 @@ impl Unpacker {
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 self.clear(parent, name, false)?;
+                overridden = Some(match kind {
+                    tar::EntryType::Fifo => "pipe".to_string(),
+                    _ => format!(
+                        "{}-{}-{}",
+                        if kind == tar::EntryType::Char { "char" } else { "block" },
+                        h.device_major().ok().flatten().unwrap_or(0),
+                        h.device_minor().ok().flatten().unwrap_or(0)
+                    ),
+                });
                 let (major, minor) =
                     (h.device_major().ok().flatten().unwrap_or(0), h.device_minor().ok().flatten().unwrap_or(0));
                 let ftype = match kind {
@@ -227,15 +244,7 @@ impl Unpacker {
                     Err(e) if e.raw_os_error() == Some(libc::EPERM) && !self.root_user => {
                         // Record it: an empty file that says what it stands for.
                         drop(at::openat(parent, name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o600)?);
-                        let t = if ftype == libc::S_IFCHR { "char" } else { "block" };
-                        let v = format!("{uid}:{gid}:0{mode:o}:{t}-{major}-{minor}");
-                        let fd = at::openat(parent, name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
-                        xattr::set(
-                            xattr::Target::Path(fd.as_raw_fd()),
-                            OsStr::new("user.containers.override_stat"),
-                            v.as_bytes(),
-                            0,
-                        )?;
+                        recorded = overridden.clone();
                         self.stats.devices_recorded += 1;
                     }
                     Err(e) => return Err(e.into()),
@@ -251,8 +260,15 @@ impl Unpacker {
             at::fchown(fd, Some(uid), Some(gid))?;
         }
         if kind != tar::EntryType::Symlink {
-            at::fchmod(fd, mode)?;
+            // xattrs before the mode: a read-only file takes no user.* xattr
+            // from a non-root owner afterwards.
+            if let Some(t) = recorded {
+                set_override(fd, uid, gid, mode, &t)?;
+            } else if !self.root_user && (uid, gid) != (0, 0) {
+                set_override(fd, uid, gid, mode, overridden.as_deref().unwrap_or("file"))?;
+            }
             self.set_xattrs(parent, name, &xattrs)?;
+            at::fchmod(fd, mode)?;
         }
         at::futimens(fd, at::Time::At(mtime as i64, 0), at::Time::At(mtime as i64, 0))?;
         Ok(())
@@ -323,6 +339,17 @@ impl Unpacker {
         }
         Ok(())
     }
+}
+
+/// Record the owner and mode a non-root unpack cannot give (or the device it
+/// cannot make) as containers/storage does: `user.containers.override_stat`
+/// = `UID:GID:0MODE:TYPE` (type `file`, `dir`, `pipe`, `char-MAJ-MIN`,
+/// `block-MAJ-MIN`), read by fuse-overlayfs with `xattr_permissions=2`.
+/// Owner 0:0 is the unpacking user itself and is not recorded.
+fn set_override(path_fd: RawFd, uid: u32, gid: u32, mode: u32, kind: &str) -> Result<()> {
+    let v = format!("{uid}:{gid}:0{mode:o}:{kind}");
+    xattr::set(xattr::Target::Path(path_fd), OsStr::new("user.containers.override_stat"), v.as_bytes(), 0)
+        .ctx("user.containers.override_stat")
 }
 
 /// The directory `n` levels above `fd`.
