@@ -504,6 +504,36 @@ fn rootless_store_records_owners_and_removes_read_only_trees() {
     assert_eq!(fs::read_dir(store.join("blobs/sha256")).unwrap().count(), 0, "blobs left");
 }
 
+// 22
+#[test]
+fn truncated_legacy_archive_is_refused() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    let l = rich_layers();
+    let (id1, id2) = ("a".repeat(64), "b".repeat(64));
+    let files = vec![
+        ("repositories".to_string(), format!(r#"{{"example/old":{{"v0":"{id2}"}}}}"#).into_bytes()),
+        (format!("{id1}/json"), format!(r#"{{"id":"{id1}"}}"#).into_bytes()),
+        (format!("{id1}/layer.tar"), l[0].clone()),
+        (format!("{id2}/json"), format!(r#"{{"id":"{id2}","parent":"{id1}"}}"#).into_bytes()),
+        (format!("{id2}/layer.tar"), l[1].clone()),
+    ];
+    let full = tar_of(&files);
+    // Where the last layer's data starts.
+    let mut ar = tar::Archive::new(&full[..]);
+    let start = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_string_lossy() == format!("{id2}/layer.tar"))
+        .unwrap()
+        .raw_file_position() as usize;
+    // Cut inside the last layer, at a block boundary after its complete members.
+    let cut = start + l[1].len() - 1024;
+    fs::write(t.path().join("legacy.tar"), &full[..cut]).unwrap();
+    ctl.ok(&["image", "ls"]);
+    ctl.must_fail(&t.path().join("legacy.tar"), "truncated");
+}
 
 // 23
 #[test]

@@ -97,6 +97,7 @@ impl TarSource {
     /// Index a plain (uncompressed) tar file.
     pub fn open(path: &Path) -> Result<TarSource> {
         let f = File::open(path).ctx(path.display())?;
+        let len = f.metadata().ctx(path.display())?.len();
         let budget = HeaderBudget::default();
         let mut ar = tar::Archive::new(budget.reader(f));
         let mut members = HashMap::new();
@@ -108,7 +109,16 @@ impl TarSource {
             let h = e.header();
             let m = match h.entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    Member::File { offset: e.raw_file_position(), size: h.size().ctx(&name)? }
+                    let (offset, size) = (e.raw_file_position(), e.size());
+                    // The reader seeks over data: a cut archive (its last
+                    // member short) would otherwise read as a shorter member.
+                    if offset.checked_add(size).is_none_or(|end| end > len) {
+                        return err(format!(
+                            "{name}: truncated archive (the member needs {size} bytes, {} are there)",
+                            len.saturating_sub(offset)
+                        ));
+                    }
+                    Member::File { offset, size }
                 }
                 tar::EntryType::Symlink => {
                     let target =
