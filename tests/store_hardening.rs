@@ -578,4 +578,51 @@ fn deep_layer_tree_under_a_small_fd_limit() {
     assert!(ctl.layers().is_empty(), "deep layer left");
 }
 
+// 24
+#[test]
+fn rm_by_id_with_several_names_needs_force() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    let (built, _) = oci_layout(&t.path().join("oci"), &rich_layers()[..1], Comp::Gzip, "example/two:1");
+    ctl_load(&ctl, &t.path().join("oci"));
+    ctl.ok(&["image", "tag", "example/two:1", "example/two:2"]);
+    let before = ctl.snapshot();
+    let o = ctl.run(&["image", "rm", &built.id[..12]]);
+    assert!(!o.ok, "rm by ID of an image with two names went through");
+    assert!(o.stderr.contains("must be forced") && o.stderr.contains("multiple repositories"), "{}", o.stderr);
+    assert_eq!(o.code, Some(2), "podman's status for a refused rmi");
+    assert_eq!(ctl.snapshot(), before);
+    let out = ctl.ok(&["image", "rm", "-f", &built.id[..12]]);
+    assert!(out.contains("Untagged: example/two:1") && out.contains("Untagged: example/two:2"), "{out}");
+    assert!(out.contains(&format!("Deleted: sha256:{}", built.id)), "{out}");
+    assert!(ctl.layers().is_empty());
+}
 
+// 24
+#[test]
+fn images_used_by_containers_are_kept() {
+    let t = tmp();
+    let ctl = Ctl::new(t.path());
+    let (built, _) = oci_layout(&t.path().join("oci"), &rich_layers(), Comp::Gzip, "example/used:1");
+    ctl_load(&ctl, &t.path().join("oci"));
+    fs::create_dir_all(ctl.root.join("containers")).unwrap();
+    let rec = serde_json::json!({"Id": "c0ffee", "ImageID": format!("sha256:{}", built.id)});
+    fs::write(ctl.root.join("containers/c0ffee.json"), serde_json::to_vec(&rec).unwrap()).unwrap();
+    let o = ctl.run(&["image", "rm", "example/used:1"]);
+    assert!(!o.ok && o.stderr.contains("c0ffee"), "{}", o.stderr);
+    assert_eq!(o.code, Some(2));
+    let v: serde_json::Value = serde_json::from_str(&ctl.ok(&["image", "inspect", "example/used:1"])).unwrap();
+    assert_eq!(v[0]["Containers"], serde_json::json!(["c0ffee"]));
+    ctl.ok(&["image", "prune", "-a"]);
+    assert!(ctl.ok(&["image", "ls", "-q"]).contains(&built.id[..12]), "prune -a removed an image in use");
+    assert_eq!(ctl.layers().len(), 3);
+    // -f takes the names; the image and its layers stay while the container does.
+    let out = ctl.ok(&["image", "rm", "-f", "example/used:1"]);
+    assert!(out.contains("Untagged: example/used:1"), "{out}");
+    ctl.ok(&["image", "prune", "-a"]);
+    assert_eq!(ctl.layers().len(), 3, "layers of a container's image removed");
+    fs::remove_file(ctl.root.join("containers/c0ffee.json")).unwrap();
+    ctl.ok(&["image", "prune", "-a"]);
+    assert!(ctl.layers().is_empty());
+    assert!(ctl.ok(&["image", "ls", "-q"]).trim().is_empty());
+}

@@ -44,6 +44,6 @@ fn main() {
     });
     if let Err(e) = result {
         eprintln!("unionctl: error: {e}");
-        std::process::exit(1);
+        std::process::exit(unionfs::store::error::exit_status());
     }
 }

@@ -27,9 +27,6 @@ pub struct ImageRecord {
     /// Bytes of file data in all layers.
     pub size: u64,
     pub loaded: String,
-    /// Containers using this image (filled in by the container commands).
-    #[serde(default)]
-    pub containers: Vec<String>,
 }
 
 impl ImageRecord {

@@ -162,7 +162,6 @@ fn load_one(store: &Store, src: &dyn Source, plan: ImagePlan, progress: &dyn Pro
         manifest_digest: existing.as_ref().and_then(|e| e.manifest_digest.clone()).or(manifest_digest),
         size: recs.iter().map(|r| r.size).sum(),
         loaded: existing.as_ref().map_or_else(|| rfc3339(now_secs()), |e| e.loaded.clone()),
-        containers: existing.map(|e| e.containers).unwrap_or_default(),
     };
     images::save(store, &rec)?;
     for n in &plan.names {

@@ -15,6 +15,7 @@
 //! files: no privilege is needed and unionfs reads them as lower layers.
 
 pub mod compress;
+pub mod containers;
 pub mod digest;
 pub mod error;
 pub mod formats;
