@@ -326,7 +326,7 @@ impl Unpacker {
         self.last_parent = None;
         // Deepest first (a parent's mode may shut its children); a stable
         // sort, so of a repeated entry the last one wins.
-        dirs.sort_by(|a, b| b.1.cmp(&a.1));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.1));
         for (raw, _, mode, uid, gid, mtime) in &dirs {
             let comps = components(raw).unwrap_or_default();
             let fd = self.dir(&comps, false)?;
