@@ -8,8 +8,13 @@
 //! layers/<diff-id hex>/diff   one extracted layer, shared by every image using it
 //! layers/<diff-id hex>/layer.json
 //! images/<image id>/image.json
-//! tmp/                        unpacking happens here, then a rename into place
+//! tmp/NAME                    unpacking happens here, then a rename into place
+//! tmp/locks/NAME.lock         held by the owner of tmp/NAME; <hex>.lock: per layer
+//! containers/<id>.json        container records (written by the container
+//!                             commands; read to keep their images)
 //! ```
+//!
+//! Everything is 0700: no other user reaches a layer's contents.
 //!
 //! Layers keep OCI whiteout markers (`.wh.NAME`, `.wh..wh..opq`) as plain
 //! files: no privilege is needed and unionfs reads them as lower layers.
