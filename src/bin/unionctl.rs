@@ -33,6 +33,8 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    // Warnings by default; RUST_LOG=debug shows what a load skipped (xattrs).
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).try_init();
     let root = cli.root.unwrap_or_else(Store::default_root);
     let result = Store::open(&root).and_then(|store| match cli.cmd {
         Cmd::Image { cmd } => image::run(&store, cmd),
@@ -42,6 +44,6 @@ fn main() {
     });
     if let Err(e) = result {
         eprintln!("unionctl: error: {e}");
-        std::process::exit(1);
+        std::process::exit(unionfs::store::error::exit_status());
     }
 }

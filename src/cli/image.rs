@@ -1,8 +1,9 @@
 //! `unionctl image ...`: argument handling and output; the work happens in
 //! [`crate::store`].
 
+use crate::store::containers;
 use crate::store::digest::Digest;
-use crate::store::error::{err, Result};
+use crate::store::error::{conflict, err, Result};
 use crate::store::images::{self, ImageRecord};
 use crate::store::load::{self, Progress};
 use crate::store::save::{self, Format};
@@ -82,6 +83,7 @@ pub enum ImageCmd {
     },
     /// Write an image to an archive
     Save {
+        /// File (a symlink is followed and kept), - for standard output, or a pipe/device
         #[arg(short, long)]
         output: PathBuf,
         /// oci-archive or docker-archive
@@ -165,7 +167,8 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
         ImageCmd::Ls { quiet, all, format, no_trunc } => {
             let imgs = images::list(store)?;
             if format == "json" {
-                let v: Vec<_> = imgs.iter().map(|i| summary_json(store, i)).collect();
+                let in_use = containers::images_in_use(store).unwrap_or_default();
+                let v: Vec<_> = imgs.iter().map(|i| summary_json(store, i, users(&in_use, i))).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
@@ -204,9 +207,11 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
             if format != "json" {
                 return err(format!("unknown format {format:?} (json)"));
             }
+            let in_use = containers::images_in_use(store).unwrap_or_default();
             let mut out = Vec::new();
             for w in &which {
-                out.push(inspect_json(store, &images::resolve(store, w)?)?);
+                let img = images::resolve(store, w)?;
+                out.push(inspect_json(store, &img, users(&in_use, &img))?);
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
@@ -224,28 +229,28 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
         }
         ImageCmd::Rm { images: which, force } => {
             let _lock = store.lock()?;
-            for w in which {
-                let img = images::resolve(store, &w)?;
-                // A name of an image that has others: only that name goes.
-                if let Some(name) = images::matching_name(&img, &w).filter(|_| img.names.len() > 1 && !force) {
-                    let mut rec = img.clone();
-                    rec.names.retain(|n| *n != name);
-                    images::save(store, &rec)?;
-                    println!("Untagged: {name}");
-                    continue;
+            for (id, step) in rm_plan(store, &which, force)? {
+                let mut img = images::resolve(store, &id)?;
+                match step {
+                    RmStep::Untag(name) => {
+                        img.names.retain(|n| *n != name);
+                        images::save(store, &img)?;
+                        println!("Untagged: {name}");
+                    }
+                    RmStep::UntagAll => {
+                        for n in std::mem::take(&mut img.names) {
+                            println!("Untagged: {n}");
+                        }
+                        images::save(store, &img)?;
+                    }
+                    RmStep::Delete => {
+                        images::delete(store, &img.id)?;
+                        for n in &img.names {
+                            println!("Untagged: {n}");
+                        }
+                        println!("Deleted: sha256:{}", img.id);
+                    }
                 }
-                if !img.containers.is_empty() && !force {
-                    return err(format!(
-                        "image {} is in use by container(s) {}: remove them first or use -f",
-                        img.id.get(..12).unwrap_or(&img.id),
-                        img.containers.join(", ")
-                    ));
-                }
-                images::delete(store, &img.id)?;
-                for n in &img.names {
-                    println!("Untagged: {n}");
-                }
-                println!("Deleted: sha256:{}", img.id);
             }
             let (nl, nb, _) = images::gc(store)?;
             if nl + nb > 0 {
@@ -254,10 +259,13 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
             Ok(())
         }
         ImageCmd::Prune { all, force: _ } => {
+            // Leftovers of killed loads (also swept when the store is opened).
+            crate::store::recover::tmp(store);
             let _lock = store.lock()?;
+            let in_use = containers::images_in_use(store)?;
             let mut n = 0;
             for img in images::list(store)? {
-                if img.containers.is_empty() && (all || img.names.is_empty()) {
+                if !in_use.contains_key(&img.id) && (all || img.names.is_empty()) {
                     images::delete(store, &img.id)?;
                     println!("sha256:{}", img.id);
                     n += 1;
@@ -277,7 +285,64 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
     }
 }
 
-fn summary_json(store: &Store, i: &ImageRecord) -> serde_json::Value {
+/// What `image rm` does to one image.
+enum RmStep {
+    /// Only this name goes (the image has others).
+    Untag(String),
+    /// All names go, the image stays (-f on an image containers use).
+    UntagAll,
+    Delete,
+}
+
+/// Check every argument before anything changes (podman's and docker's
+/// rules): a name of an image with other names only untags; an image ID of
+/// an image with several names needs -f (then every name goes); an image a
+/// container uses is refused, and with -f loses its names but stays, with
+/// its layers, until its containers are gone.
+fn rm_plan(store: &Store, which: &[String], force: bool) -> Result<Vec<(String, RmStep)>> {
+    let in_use = containers::images_in_use(store)?;
+    // Names each image has once the steps planned so far are done.
+    let mut names: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    let mut plan = Vec::new();
+    for w in which {
+        let img = images::resolve(store, w)?;
+        let short = img.id.get(..12).unwrap_or(&img.id).to_string();
+        let left = names.entry(img.id.clone()).or_insert_with(|| img.names.clone());
+        if plan.iter().any(|(id, s)| *id == img.id && matches!(s, RmStep::Delete)) {
+            return err(format!("image not known: {w}"));
+        }
+        let name = images::matching_name(&img, w).filter(|n| left.contains(n));
+        let step = match (name, in_use.get(&img.id)) {
+            (Some(n), _) if left.len() > 1 && !force => RmStep::Untag(n),
+            (None, _) if left.len() > 1 && !force => {
+                return conflict(format!(
+                    "conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories"
+                ));
+            }
+            (_, Some(users)) if !force => {
+                return conflict(format!(
+                    "image {short} is in use by container(s) {}: remove them first (-f removes only its names)",
+                    users.join(", ")
+                ));
+            }
+            (_, Some(_)) => RmStep::UntagAll,
+            _ => RmStep::Delete,
+        };
+        match &step {
+            RmStep::Untag(n) => left.retain(|x| x != n),
+            _ => left.clear(),
+        }
+        plan.push((img.id.clone(), step));
+    }
+    Ok(plan)
+}
+
+/// The containers using an image.
+fn users<'a>(in_use: &'a std::collections::HashMap<String, Vec<String>>, i: &ImageRecord) -> &'a [String] {
+    in_use.get(&i.id).map_or(&[], |v| v.as_slice())
+}
+
+fn summary_json(store: &Store, i: &ImageRecord, users: &[String]) -> serde_json::Value {
     let created = i.config(store).ok().and_then(|(_, c)| c.created);
     json!({
         "Id": i.id,
@@ -285,11 +350,11 @@ fn summary_json(store: &Store, i: &ImageRecord) -> serde_json::Value {
         "Created": created,
         "Size": i.size,
         "Layers": i.layers.len(),
-        "Containers": i.containers.len(),
+        "Containers": users.len(),
     })
 }
 
-fn inspect_json(store: &Store, i: &ImageRecord) -> Result<serde_json::Value> {
+fn inspect_json(store: &Store, i: &ImageRecord, users: &[String]) -> Result<serde_json::Value> {
     let (_, cfg) = i.config(store)?;
     let dirs: Vec<String> = i.layer_dirs(store)?.iter().map(|p| p.display().to_string()).collect();
     Ok(json!({
@@ -306,7 +371,7 @@ fn inspect_json(store: &Store, i: &ImageRecord) -> Result<serde_json::Value> {
         "History": cfg.history,
         "GraphDriver": { "Name": "unionfs", "Data": { "LowerDir": dirs.join(":") } },
         "LayerDirs": dirs,
-        "Containers": i.containers,
+        "Containers": users,
     }))
 }
 

@@ -103,7 +103,7 @@ impl Layers {
             for (what, d, fd) in [("upperdir", u, &ufd), ("workdir", w, &wfd)] {
                 let mut tries = 0;
                 loop {
-                    match at::try_flock_exclusive(fd.as_raw_fd()) {
+                    match at::try_flock(fd.as_raw_fd(), true) {
                         Ok(true) => break,
                         Ok(false) if tries < 100 => {
                             tries += 1;

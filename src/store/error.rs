@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 #[derive(Debug)]
 pub struct Error(pub String);
@@ -18,6 +19,9 @@ impl std::error::Error for Error {}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            return Error(crate::store::limits::no_space().to_string());
+        }
         Error(crate::sys::tree::strip_os(&e))
     }
 }
@@ -26,6 +30,20 @@ impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error(format!("malformed JSON: {e}"))
     }
+}
+
+static EXIT_STATUS: AtomicI32 = AtomicI32::new(1);
+
+/// A refusal because of what is in use or ambiguous (podman's exit status 2
+/// for `rmi`: the image is used by a container, or needs -f).
+pub fn conflict<T>(msg: impl Into<String>) -> Result<T> {
+    EXIT_STATUS.store(2, Ordering::Relaxed);
+    Err(Error(msg.into()))
+}
+
+/// The exit status for the error the command failed with.
+pub fn exit_status() -> i32 {
+    EXIT_STATUS.load(Ordering::Relaxed)
 }
 
 /// Build an error from anything printable.

@@ -27,9 +27,6 @@ pub struct ImageRecord {
     /// Bytes of file data in all layers.
     pub size: u64,
     pub loaded: String,
-    /// Containers using this image (filled in by the container commands).
-    #[serde(default)]
-    pub containers: Vec<String>,
 }
 
 impl ImageRecord {
@@ -122,7 +119,7 @@ pub fn add_name(store: &Store, id: &str, name: &str) -> Result<()> {
 pub fn delete(store: &Store, id: &str) -> Result<()> {
     let dir = store.image_dir(id);
     let _ = fs::remove_file(dir.join("image.json"));
-    fs::remove_dir_all(&dir).ctx(dir.display())
+    crate::sys::tree::remove_tree(&dir).ctx(dir.display())
 }
 
 /// Remove layers and blobs no image references; returns (layers, blobs, bytes) freed.
@@ -138,7 +135,7 @@ pub fn gc(store: &Store) -> Result<(usize, usize, u64)> {
     let (mut nl, mut nb, mut bytes) = (0, 0, 0);
     for d in layers::list(store) {
         if !used_layers.contains(d.as_str()) {
-            bytes += crate::store::util::du(&store.layer_dir(&d));
+            bytes += crate::sys::tree::du_path(&store.layer_dir(&d));
             layers::remove(store, &d)?;
             nl += 1;
         }

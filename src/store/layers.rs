@@ -7,6 +7,7 @@
 use crate::store::compress::{decompress, Compression};
 use crate::store::digest::{Digest, HashingReader};
 use crate::store::error::{err, Context, Result};
+use crate::store::limits::{Checked, Space};
 use crate::store::source::Source;
 use crate::store::unpack;
 use crate::store::util::{now_secs, rfc3339, write_json};
@@ -51,7 +52,7 @@ pub struct LayerPlan {
 /// Passes what it reads through and writes it to a file.
 struct Tee<R> {
     inner: R,
-    out: io::BufWriter<File>,
+    out: io::BufWriter<Checked<File>>,
 }
 
 impl<R: Read> Read for Tee<R> {
@@ -96,14 +97,17 @@ pub fn ensure(
     let diff = work.path.join("diff");
     fs::create_dir(&diff).ctx(diff.display())?;
     let blob_tmp = work.path.join("blob");
+    let what = format!("layer {}", plan.diff_id.short());
     let raw = src.open(&plan.path)?;
     let counted = Counting { inner: raw, progress };
     let tee = Tee {
         inner: HashingReader::new(counted),
-        out: io::BufWriter::with_capacity(1 << 20, File::create(&blob_tmp).ctx(blob_tmp.display())?),
+        out: io::BufWriter::with_capacity(
+            1 << 20,
+            Checked::new(File::create(&blob_tmp).ctx(blob_tmp.display())?, Space::new(&work.path).ctx(&what)?),
+        ),
     };
     let mut tee = tee;
-    let what = format!("layer {}", plan.diff_id.short());
     let (comp, stats, diff_got, diff_size) = {
         let (comp, plain) = decompress(&mut tee).ctx(&what)?;
         let mut plain = HashingReader::new(plain);
@@ -114,7 +118,7 @@ pub fn ensure(
     // Whatever follows the compressed stream belongs to the blob too.
     io::copy(&mut tee, &mut io::sink()).ctx(&what)?;
     let Tee { inner, out } = tee;
-    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).ctx(&what)?;
+    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.into_inner().sync_all()).ctx(&what)?;
     let (blob_digest, blob_size) = inner.finish().ctx(&what)?;
     if diff_got != plan.diff_id {
         return err(format!("{what}: diff_id mismatch: the config says {}, the layer is {diff_got}", plan.diff_id));
@@ -138,9 +142,28 @@ pub fn ensure(
         devices_recorded: stats.devices_recorded,
     };
     let blob_final = store.blob_path(&blob_digest);
-    if !blob_final.exists() {
+    let blob_new = !blob_final.exists();
+    if blob_new {
         fs::rename(&blob_tmp, &blob_final).ctx(blob_final.display())?;
     }
+    let placed = place(store, plan, &work, rec);
+    if placed.is_err() && blob_new {
+        // Only this layer (whose lock we hold) has this blob.
+        let _ = fs::remove_file(&blob_final);
+    }
+    placed
+}
+
+/// Record the verified layer in `work` and move it into place.
+fn place(
+    store: &Store,
+    plan: &LayerPlan,
+    work: &crate::store::TempDir,
+    rec: LayerRecord,
+) -> Result<(LayerRecord, bool)> {
+    // The files reach the disk before the record that says they are complete
+    // (a layer dir without record is discarded when the store is opened).
+    crate::store::recover::sync_dir(&work.path).ctx(format!("layer {}: sync", plan.diff_id.short()))?;
     write_json(&work.path.join("layer.json"), &rec)?;
     let dest = store.layer_dir(&plan.diff_id);
     if let Some(mut existing) = read_record(store, &plan.diff_id) {
@@ -152,7 +175,7 @@ pub fn ensure(
     }
     if dest.exists() {
         // A layer dir without its record (an interrupted removal): replace it.
-        fs::remove_dir_all(&dest).ctx(dest.display())?;
+        crate::sys::tree::remove_tree(&dest).ctx(dest.display())?;
     }
     fs::rename(&work.path, &dest).ctx(dest.display())?;
     Ok((rec, true))
@@ -177,10 +200,9 @@ pub fn remove(store: &Store, diff_id: &Digest) -> Result<()> {
     let dir = store.layer_dir(diff_id);
     // Drop the record first: a half-removed layer is then seen as absent.
     let _ = fs::remove_file(dir.join("layer.json"));
-    match fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).ctx(dir.display()),
-        _ => Ok(()),
-    }
+    // Iterative, and read-only directories of the layer (0555 trees, its root
+    // too) are made writable: works at any depth and as a non-root user.
+    crate::sys::tree::remove_tree(&dir).ctx(dir.display())
 }
 
 /// All layers in the store.

@@ -162,7 +162,6 @@ fn load_one(store: &Store, src: &dyn Source, plan: ImagePlan, progress: &dyn Pro
         manifest_digest: existing.as_ref().and_then(|e| e.manifest_digest.clone()).or(manifest_digest),
         size: recs.iter().map(|r| r.size).sum(),
         loaded: existing.as_ref().map_or_else(|| rfc3339(now_secs()), |e| e.loaded.clone()),
-        containers: existing.map(|e| e.containers).unwrap_or_default(),
     };
     images::save(store, &rec)?;
     for n in &plan.names {
@@ -196,7 +195,8 @@ fn drop_new_layers(store: &Store, done: &HashMap<Digest, (LayerRecord, bool)>) {
 pub fn spool_stdin(store: &Store) -> Result<(crate::store::TempDir, std::path::PathBuf)> {
     let tmp = store.temp_dir("stdin")?;
     let p = tmp.path.join("input");
-    let mut f = fs::File::create(&p).ctx(p.display())?;
+    let space = crate::store::limits::Space::new(&tmp.path).ctx(tmp.path.display())?;
+    let mut f = crate::store::limits::Checked::new(fs::File::create(&p).ctx(p.display())?, space);
     let n = std::io::copy(&mut std::io::stdin().lock(), &mut f).ctx("standard input")?;
     if n == 0 {
         return err("standard input is empty");

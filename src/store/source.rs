@@ -7,6 +7,7 @@
 
 use crate::store::compress::{decompress, Compression};
 use crate::store::error::{err, Context, Result};
+use crate::store::limits::{Checked, HeaderBudget, Space};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -96,17 +97,28 @@ impl TarSource {
     /// Index a plain (uncompressed) tar file.
     pub fn open(path: &Path) -> Result<TarSource> {
         let f = File::open(path).ctx(path.display())?;
-        let mut ar = tar::Archive::new(f);
+        let len = f.metadata().ctx(path.display())?.len();
+        let budget = HeaderBudget::default();
+        let mut ar = tar::Archive::new(budget.reader(f));
         let mut members = HashMap::new();
-        let entries = ar.entries_with_seek().ctx("reading the archive")?;
-        for e in entries {
+        let mut entries = ar.entries_with_seek().ctx("reading the archive")?;
+        while let Some(e) = budget.next(|| entries.next()) {
             let e = e.ctx("reading the archive")?;
             let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
             let Some(name) = clean(&name) else { continue };
             let h = e.header();
             let m = match h.entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    Member::File { offset: e.raw_file_position(), size: h.size().ctx(&name)? }
+                    let (offset, size) = (e.raw_file_position(), e.size());
+                    // The reader seeks over data: a cut archive (its last
+                    // member short) would otherwise read as a shorter member.
+                    if offset.checked_add(size).is_none_or(|end| end > len) {
+                        return err(format!(
+                            "{name}: truncated archive (the member needs {size} bytes, {} are there)",
+                            len.saturating_sub(offset)
+                        ));
+                    }
+                    Member::File { offset, size }
                 }
                 tar::EntryType::Symlink => {
                     let target =
@@ -193,7 +205,8 @@ pub fn open_input(input: &Path, tmp: &Path) -> Result<Box<dyn Source>> {
         return Ok(Box::new(TarSource::open(input)?));
     }
     let plain = tmp.join("archive.tar");
-    let mut out = File::create(&plain).ctx(plain.display())?;
+    let space = Space::new(tmp).ctx(tmp.display())?;
+    let mut out = Checked::new(File::create(&plain).ctx(plain.display())?, space);
     io::copy(&mut r, &mut out).ctx(format!("{}: cannot decompress", input.display()))?;
     Ok(Box::new(TarSource::open(&plain)?))
 }

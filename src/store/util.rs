@@ -147,23 +147,6 @@ pub fn split_name(name: &str) -> (&str, &str) {
     }
 }
 
-/// Size of everything below `p` (not following symlinks), in bytes.
-pub fn du(p: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = fs::read_dir(p) {
-        for e in rd.flatten() {
-            if let Ok(md) = e.path().symlink_metadata() {
-                if md.is_dir() {
-                    total += du(&e.path());
-                } else {
-                    total += md.len();
-                }
-            }
-        }
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

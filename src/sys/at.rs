@@ -283,17 +283,24 @@ pub fn flock(fd: RawFd, exclusive: bool) -> io::Result<()> {
     }
 }
 
-/// flock(2) exclusive without waiting: false when another holder has it.
-pub fn try_flock_exclusive(fd: RawFd) -> io::Result<bool> {
+/// flock(2) without waiting: `Ok(false)` when another open file holds it.
+pub fn try_flock(fd: RawFd, exclusive: bool) -> io::Result<bool> {
+    let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
     loop {
         // SAFETY: no pointers.
-        match cvt(unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) }) {
+        match cvt(unsafe { libc::flock(fd, op) }) {
             Ok(_) => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => return Ok(false),
             Err(e) => return Err(e),
         }
     }
+}
+
+/// syncfs(2): write out everything of the filesystem `fd` is on.
+pub fn syncfs(fd: RawFd) -> io::Result<()> {
+    // SAFETY: no pointers.
+    cvt(unsafe { libc::syncfs(fd) }).map(drop)
 }
 
 /// The calling process's effective uid is 0.

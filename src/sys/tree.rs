@@ -1,11 +1,12 @@
 //! Whole-tree helpers shared by the filesystem and the store: recursive
-//! removal without recursion (bounded stack and fds on crafted deep trees),
-//! and error text for one-line messages.
+//! removal and size (`du`) without recursion (bounded stack and fds on
+//! crafted deep trees), and error text for one-line messages.
 
 use crate::sys::at;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
 
 /// An io::Error's message without the "(os error N)" suffix.
 pub fn strip_os(e: &io::Error) -> String {
@@ -59,6 +60,106 @@ pub fn remove_contents(dirfd: RawFd) -> io::Result<()> {
         cur = sub;
     }
     Ok(())
+}
+
+/// Remove `dirfd/name` and, for a directory, everything below it (with
+/// [`remove_contents`]; the directory itself is made writable first).
+/// Absent already is success.
+pub fn remove_tree_at(dirfd: RawFd, name: &OsStr) -> io::Result<()> {
+    let st = match at::lstatat(dirfd, name) {
+        Ok(st) => st,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return match at::unlinkat(dirfd, name, 0) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
+            _ => Ok(()),
+        };
+    }
+    make_writable(dirfd, name)?;
+    let d = at::openat(dirfd, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
+    remove_contents(d.as_raw_fd())?;
+    drop(d);
+    match at::unlinkat(dirfd, name, libc::AT_REMOVEDIR) {
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// [`remove_tree_at`] for a path (its parent directories are followed).
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let name = path.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let pfd = match at::openat(libc::AT_FDCWD, parent.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    remove_tree_at(pfd.as_raw_fd(), name)
+}
+
+/// Bytes of everything below a directory that is not a directory (st_size,
+/// symlinks not followed). Iterative like [`remove_contents`]: one directory
+/// open at a time, so any depth is fine under a small fd limit.
+pub fn du(dirfd: RawFd) -> io::Result<u64> {
+    struct Frame {
+        id: (u64, u64),
+        subdirs: Vec<OsString>,
+    }
+    let mut total = 0u64;
+    let mut scan = |dfd: RawFd| -> io::Result<Vec<OsString>> {
+        let mut dirs = Vec::new();
+        for (name, _, _) in at::read_dir_fd(dfd)? {
+            let name = at::os(&name);
+            let st = match at::lstatat(dfd, name) {
+                Ok(st) => st,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(e),
+            };
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                dirs.push(name.to_os_string());
+            } else {
+                total += st.st_size as u64;
+            }
+        }
+        Ok(dirs)
+    };
+    let top = at::openat(dirfd, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let mut stack = vec![Frame { id: identity(top.as_raw_fd())?, subdirs: scan(top.as_raw_fd())? }];
+    let mut cur = top;
+    while let Some(frame) = stack.last_mut() {
+        let Some(name) = frame.subdirs.pop() else {
+            stack.pop();
+            let Some(parent) = stack.last() else { break };
+            let up = at::openat(cur.as_raw_fd(), OsStr::new(".."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+            if identity(up.as_raw_fd())? != parent.id {
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            }
+            cur = up;
+            continue;
+        };
+        let sub = match at::openat(cur.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0) {
+            Ok(fd) => fd,
+            // Gone, or unreadable (a 0000 directory of a rootless layer): not counted.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EACCES)) => continue,
+            Err(e) => return Err(e),
+        };
+        let subdirs = scan(sub.as_raw_fd())?;
+        stack.push(Frame { id: identity(sub.as_raw_fd())?, subdirs });
+        cur = sub;
+    }
+    Ok(total)
+}
+
+/// [`du`] of a path; 0 when it cannot be read.
+pub fn du_path(p: &Path) -> u64 {
+    at::openat(libc::AT_FDCWD, p.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        .and_then(|fd| du(fd.as_raw_fd()))
+        .unwrap_or(0)
 }
 
 fn identity(fd: RawFd) -> io::Result<(u64, u64)> {
@@ -117,9 +218,12 @@ mod tests {
         // A read-only directory with contents, as in Fedora images.
         at::mkdirat(cur.as_raw_fd(), OsStr::new("ro"), 0o755).expect("mkdir ro");
         let ro = at::openat(cur.as_raw_fd(), OsStr::new("ro"), libc::O_RDONLY | libc::O_DIRECTORY, 0).expect("ro");
-        drop(at::openat(ro.as_raw_fd(), OsStr::new("x"), libc::O_CREAT | libc::O_WRONLY, 0o644));
+        let x = at::openat(ro.as_raw_fd(), OsStr::new("x"), libc::O_CREAT | libc::O_WRONLY, 0o644).expect("x");
+        at::pwrite(x.as_raw_fd(), b"abc", 0).expect("write");
+        drop(x);
         at::fchmod(ro.as_raw_fd(), 0o555).expect("chmod");
         drop((cur, ro));
+        assert_eq!(du(top.as_raw_fd()).expect("du"), 3);
         remove_contents(top.as_raw_fd()).expect("remove_contents");
         assert!(at::read_dir_fd(top.as_raw_fd()).expect("list").is_empty());
     }
