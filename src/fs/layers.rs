@@ -5,9 +5,9 @@
 
 use crate::fs::options::Options;
 use crate::fs::real::{FdCache, Real};
-use crate::sys::at;
 use crate::sys::tree::{remove_contents, strip_os};
-use std::ffi::OsStr;
+use crate::sys::{self, at};
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -153,6 +153,9 @@ impl Layers {
         }
         let root_user = crate::sys::geteuid() == 0;
         let xattr_prefix = if opts.userxattr || !root_user { "user.overlay." } else { "trusted.overlay." };
+        if let Some(up) = layers.first().filter(|_| has_upper) {
+            refuse_unsupported_upper(up, xattr_prefix)?;
+        }
         let ino_shift = if devs.len() > 1 { 48 } else { 0 };
         Ok(Layers { layers, has_upper, work, xattr_prefix, ino_shift, cache, root_user, workdir_lock })
     }
@@ -262,6 +265,37 @@ impl Layers {
 pub const TRUSTED_PREFIX: &[u8] = b"trusted.overlay.";
 /// fuse-overlayfs's namespace for unprivileged markers.
 pub const FUSE_OVERLAYFS_PREFIX: &[u8] = b"user.fuseoverlayfs.";
+
+/// An upper the kernel wrote with `metacopy=on` or `redirect_dir=on` holds
+/// objects whose data or lower parts live elsewhere; until unionfs follows
+/// them it would show wrong data, so such an upper is refused at mount. The
+/// scan costs one lgetxattr per upper object per private name.
+fn refuse_unsupported_upper(up: &Layer, prefix: &str) -> Result<(), String> {
+    let names: Vec<(OsString, &str)> = [("metacopy", "metacopy=on"), ("redirect", "redirect_dir=on")]
+        .map(|(n, o)| (format!("{prefix}{n}").into(), o))
+        .into();
+    let root = up.root.fd().map_err(|e| format!("upperdir {}: {}", up.path.display(), strip_os(&e)))?;
+    let mut found: Option<(&str, OsString)> = None;
+    let r = sys::tree::walk(root.as_raw_fd(), |dfd, name, _| {
+        for (x, opt) in &names {
+            if matches!(sys::xattr::get_at(dfd, name, x), Ok(Some(_))) {
+                found = Some((opt, name.to_os_string()));
+                // Stop the walk: one is enough.
+                return Err(io::Error::from_raw_os_error(libc::ECANCELED));
+            }
+        }
+        Ok(())
+    });
+    if let Some((opt, name)) = found {
+        return Err(format!(
+            "upperdir {} was written by the kernel overlay with {opt} ({} on {:?}), which unionfs does not read yet",
+            up.path.display(),
+            names.iter().find(|(_, o)| *o == opt).map_or(String::new(), |(x, _)| x.to_string_lossy().into_owned()),
+            name
+        ));
+    }
+    r.map_err(|e| format!("upperdir {}: {}", up.path.display(), strip_os(&e)))
+}
 
 /// Create `workdir/work` and remove anything a crash left in it.
 fn prepare_workdir(wfd: &OwnedFd) -> io::Result<OwnedFd> {

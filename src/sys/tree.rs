@@ -102,15 +102,16 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     remove_tree_at(pfd.as_raw_fd(), name)
 }
 
-/// Bytes of everything below a directory that is not a directory (st_size,
-/// symlinks not followed). Iterative like [`remove_contents`]: one directory
-/// open at a time, so any depth is fine under a small fd limit.
-pub fn du(dirfd: RawFd) -> io::Result<u64> {
+/// Visit every entry below a directory (pre-order, symlinks not followed):
+/// `visit(parent_fd, name, stat)`. Iterative like [`remove_contents`]: one
+/// directory open at a time, so any depth is fine under a small fd limit.
+/// Directories that vanish or cannot be read (a 0000 directory of a rootless
+/// layer) are skipped.
+pub fn walk(dirfd: RawFd, mut visit: impl FnMut(RawFd, &OsStr, &at::Stat) -> io::Result<()>) -> io::Result<()> {
     struct Frame {
         id: (u64, u64),
         subdirs: Vec<OsString>,
     }
-    let mut total = 0u64;
     let mut scan = |dfd: RawFd| -> io::Result<Vec<OsString>> {
         let mut dirs = Vec::new();
         for (name, _, _) in at::read_dir_fd(dfd)? {
@@ -120,10 +121,9 @@ pub fn du(dirfd: RawFd) -> io::Result<u64> {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(e) => return Err(e),
             };
+            visit(dfd, name, &st)?;
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                 dirs.push(name.to_os_string());
-            } else {
-                total += st.st_size as u64;
             }
         }
         Ok(dirs)
@@ -144,7 +144,6 @@ pub fn du(dirfd: RawFd) -> io::Result<u64> {
         };
         let sub = match at::openat(cur.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0) {
             Ok(fd) => fd,
-            // Gone, or unreadable (a 0000 directory of a rootless layer): not counted.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EACCES)) => continue,
             Err(e) => return Err(e),
         };
@@ -152,6 +151,19 @@ pub fn du(dirfd: RawFd) -> io::Result<u64> {
         stack.push(Frame { id: identity(sub.as_raw_fd())?, subdirs });
         cur = sub;
     }
+    Ok(())
+}
+
+/// Bytes of everything below a directory that is not a directory (st_size,
+/// symlinks not followed), walked as [`walk`] does.
+pub fn du(dirfd: RawFd) -> io::Result<u64> {
+    let mut total = 0u64;
+    walk(dirfd, |_, _, st| {
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            total += st.st_size as u64;
+        }
+        Ok(())
+    })?;
     Ok(total)
 }
 
