@@ -1,6 +1,6 @@
 //! Attributes: getattr/setattr and the FileAttr the kernel sees.
 //!
-//! st_ino is the inode's nodeid (origin inode number, see `inode.rs`);
+//! st_ino is the inode's number (origin inode number, see `ino.rs`);
 //! everything else comes from the top real object. Any attribute change
 //! copies the object up first.
 
@@ -38,10 +38,10 @@ fn time(s: i64, ns: i64) -> SystemTime {
     }
 }
 
-/// The attributes shown for `nodeid` whose top object has `st`.
-pub fn to_attr(nodeid: u64, st: &at::Stat) -> FileAttr {
+/// The attributes shown for an object numbered `st_ino` whose top object has `st`.
+pub fn to_attr(st_ino: u64, st: &at::Stat) -> FileAttr {
     FileAttr {
-        ino: INodeNo(nodeid),
+        ino: INodeNo(st_ino),
         size: st.st_size as u64,
         blocks: st.st_blocks as u64,
         atime: time(st.st_atime, st.st_atime_nsec),

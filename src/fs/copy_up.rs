@@ -6,7 +6,7 @@
 //! would drop file capabilities); then renamed into place. A crash leaves either
 //! nothing or the complete object in the upper; the work dir is emptied at mount.
 
-use crate::fs::ino::{self, ALT_BIT, ORIGIN_XATTR};
+use crate::fs::ino::{self, ORIGIN_XATTR};
 use crate::fs::inode::Inode;
 use crate::fs::layers::{Fd, Layers};
 use crate::fs::lookup::{err, open_dir_at};
@@ -39,16 +39,12 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
     }
     let st = ino.snapshot();
     let src = st.lowers.first().ok_or_else(|| err(libc::EIO))?.real.fd()?;
-    let job = Job {
-        src: src.as_raw_fd(),
-        updir: &pup,
-        name: &st.name,
-        detached: st.unlinked,
-        with_data,
-        // A number not derived from the lower inode is recorded as it is.
-        keep_nodeid: (ino.nodeid & ALT_BIT != 0).then_some(ino.nodeid),
-    };
+    let job = Job { src: src.as_raw_fd(), updir: &pup, name: &st.name, detached: st.unlinked, with_data };
     let up = copy_object(fs, &job).inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
+    if ino::breaks_link(&at::fstat(job.src)?) {
+        let (dev, n) = up.id();
+        ino.set_st_ino(fs.layers.ino_for(dev, n));
+    }
     let mut w = ino.state.write();
     w.upper = Some(up.clone());
     if !ino.is_dir() {
@@ -67,8 +63,6 @@ struct Job<'a> {
     /// The name is gone (unlinked but open): the copy stays nameless in the work dir.
     detached: bool,
     with_data: bool,
-    /// Record this inode number as the origin instead of the lower inode's.
-    keep_nodeid: Option<u64>,
 }
 
 /// Copy one real object into `updir/name` via the work dir.
@@ -169,11 +163,14 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
     // not root), then the mode (which never clears xattrs), then the times.
     set_owner(layers, ofd, dt, sst)?;
     copy_xattrs(layers, s, dt)?;
-    let origin = ino::origin_value(job.keep_nodeid, sst);
     // Best effort (user.* xattrs are not allowed on symlinks): without it
-    // st_ino changes after remount, nothing else.
-    if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
-        debug!("cannot record origin: {e}");
+    // st_ino changes after remount, nothing else. A broken hard link keeps
+    // its own number (see `ino.rs`).
+    if !ino::breaks_link(sst) {
+        let origin = ino::origin_value(sst);
+        if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
+            debug!("cannot record origin: {e}");
+        }
     }
     if kind != libc::S_IFLNK {
         at::fchmod(ofd, mode)?;

@@ -110,7 +110,8 @@ pub fn create(
     if let NewObj::Link { src } = obj {
         let st = at::fstat(src.upper().ok_or_else(|| err(libc::EIO))?.fd()?.as_raw_fd())?;
         src.state.write().add_alias(parent, name);
-        let (ino, _) = fs.inodes.reference(src.nodeid, || Inode::new(src.nodeid, src.kind, src.snapshot()));
+        let (ino, _) =
+            fs.inodes.reference(src.nodeid, || Inode::new(src.nodeid, src.st_ino(), src.kind, src.snapshot()));
         return Ok((ino, st, None));
     }
     let f = match probe(&fs.layers, &pup, name)? {
@@ -199,13 +200,14 @@ fn make(
 
 /// The cached inode for a found object, or a transient one (not entered in the table).
 fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<Inode> {
-    let id = ino::nodeid_for(fs, parent, name, f);
+    let (id, st_ino) = ino::numbers(fs, parent, name, f);
     if let Some(i) = fs.inodes.get(id) {
         return i;
     }
     let kind = f.st.st_mode & libc::S_IFMT;
     Arc::new(Inode::new(
         id,
+        st_ino,
         kind,
         InodeState {
             parent: Some(parent.clone()),

@@ -120,7 +120,10 @@ fn reply_xattr(reply: ReplyXattr, data: io::Result<Vec<u8>>, size: u32, op: &str
 impl Fuse {
     fn entry(&self, reply: ReplyEntry, r: io::Result<(Arc<Inode>, at::Stat)>, op: &str) {
         match r {
-            Ok((ino, st)) => reply.entry_with_ttls(&self.ttl, &self.ttl, &self.fs.attr_of(&ino, &st), Generation(0)),
+            Ok((ino, st)) => {
+                let attr = self.fs.attr_of(&ino, &st);
+                reply.entry_with_nodeid(INodeNo(ino.nodeid), &self.ttl, &self.ttl, &attr, Generation(0))
+            }
             Err(e) => reply.error(errno(op, e)),
         }
     }
@@ -351,8 +354,8 @@ impl Filesystem for Fuse {
             }
         }
         let entries = h.entries.lock().clone();
-        let parent = inode.parent().map_or(ino.0, |p| p.nodeid);
-        let dots = [(ino.0, "."), (parent, "..")];
+        let parent = inode.parent().map_or(inode.st_ino(), |p| p.st_ino());
+        let dots = [(inode.st_ino(), "."), (parent, "..")];
         let total = entries.len() as u64 + 2;
         for off in offset..total {
             let full = if off < 2 {
@@ -447,7 +450,8 @@ impl Filesystem for Fuse {
             Ok((file::register(&self.fs, &ino, fd, flags)?, ino, st))
         });
         match r {
-            Ok((fh, ino, st)) => reply.created(
+            Ok((fh, ino, st)) => reply.created_with_nodeid(
+                INodeNo(ino.nodeid),
                 &self.ttl,
                 &self.fs.attr_of(&ino, &st),
                 Generation(0),

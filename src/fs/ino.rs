@@ -1,18 +1,25 @@
-//! The inode number rule, in one place: `st_ino` (which fuser also uses as
-//! the nodeid), `d_ino` in listings, the origin record and alternate numbers.
+//! The inode number rule, in one place: `st_ino`, the kernel's node ID,
+//! `d_ino` in listings, the origin record and alternate node IDs.
 //!
-//! - An object's number is its origin's: the lower object it was copied up
-//!   from (recorded at copy-up in the private xattr `unionfs.origin` as
-//!   `DEV:INO`), or the real object itself. So it is stable across copy-up
-//!   and remount. Layers on several filesystems put the filesystem's index in
-//!   the high bits (`Layers::ino_for`).
-//! - A lower file with several names gets one number per name (alternate
-//!   numbers, `ALT_BIT` set, hashed from parent and name): the kernel overlay
-//!   breaks such links at copy-up and a request carries no name to tell which
-//!   one is written. Its copy records the number as `n:NUMBER`.
+//! - `st_ino` is the origin's inode number: the lower object an upper one was
+//!   copied up from (recorded at copy-up in the private xattr
+//!   `unionfs.origin` as `DEV:INO`), or the real object itself. So it is
+//!   stable across copy-up and remount. Layers on several filesystems put the
+//!   filesystem's index in the high bits (`Layers::ino_for`).
+//! - The node ID is `st_ino`, except that each name of a lower file with
+//!   several names gets its own (alternate, `ALT_BIT` set, hashed from parent
+//!   and name) while all show the file's `st_ino`, as the kernel does: a
+//!   copy-up through one name breaks the link (the kernel's rule without
+//!   `index`), and a FUSE request carries no name to tell which name is
+//!   written. The copy then shows its upper inode's number (no origin is
+//!   recorded for it), again as the kernel does. Two live objects with one
+//!   origin get an alternate node ID too.
+//!   (fuser's entry replies take the node ID apart from `st_ino` through a
+//!   small patch: `vendor/README.md`.)
 //! - A recorded origin is validated: an unknown device, a reserved number or
-//!   garbage falls back to the real inode number (never 0 or the root's 1).
-//! - `d_ino` in a listing is the same number `stat` gives: upper entries are
+//!   garbage (or the `n:` records of earlier versions) falls back to the real
+//!   inode number.
+//! - `d_ino` in a listing is the `st_ino` that `stat` gives: upper entries are
 //!   translated through their origin record.
 
 use crate::fs::inode::Inode;
@@ -29,23 +36,23 @@ pub const ORIGIN_XATTR: &str = "unionfs.origin";
 /// Marks numbers handed out for objects whose origin number is taken.
 pub const ALT_BIT: u64 = 1 << 63;
 
-/// The origin value recorded on a copy: the lower object, or a number kept as it is.
-pub fn origin_value(keep_nodeid: Option<u64>, lower: &at::Stat) -> String {
-    match keep_nodeid {
-        Some(n) => format!("n:{n}"),
-        None => format!("{}:{}", lower.st_dev, lower.st_ino),
-    }
+/// A copy-up of `lower` breaks a hard link: the copy is a new object with a
+/// number of its own (the kernel overlay without `index` does the same: the
+/// names left in the lower layer keep the file's number, the copy shows its
+/// upper inode's), and no origin is recorded for it.
+pub fn breaks_link(lower: &at::Stat) -> bool {
+    lower.st_mode & libc::S_IFMT != libc::S_IFDIR && lower.st_nlink > 1
+}
+
+/// The origin value recorded on a copy of `lower`.
+pub fn origin_value(lower: &at::Stat) -> String {
+    format!("{}:{}", lower.st_dev, lower.st_ino)
 }
 
 /// The number an origin record gives, if it is valid for these layers.
 pub fn from_origin(layers: &Layers, v: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(v).ok()?;
     let (d, i) = s.split_once(':')?;
-    if d == "n" {
-        // Only alternate numbers are recorded as they are.
-        let n: u64 = i.parse().ok()?;
-        return (n & ALT_BIT != 0).then_some(n);
-    }
     let (dev, ino): (u64, u64) = (d.parse().ok()?, i.parse().ok()?);
     if ino == 0 || !layers.layers.iter().any(|l| l.dev == dev) {
         return None;
@@ -64,17 +71,23 @@ pub fn alt_nodeid(parent: u64, name: &OsStr) -> u64 {
     ALT_BIT | (h >> 1)
 }
 
-/// The st_ino / nodeid of the object found at `parent/name`.
-pub fn nodeid_for(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> u64 {
+/// The node ID and `st_ino` of the object found at `parent/name`.
+pub fn numbers(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> (u64, u64) {
+    let st_ino = st_ino_of(fs, f);
     let kind = f.st.st_mode & libc::S_IFMT;
     if f.upper.is_none() && kind != libc::S_IFDIR && f.st.st_nlink > 1 {
-        return alt_nodeid(parent.nodeid, name);
+        return (alt_nodeid(parent.nodeid, name), st_ino);
     }
-    nodeid_of(fs, f)
+    (st_ino, st_ino)
 }
 
-/// The st_ino / nodeid of a found object from its origin.
-fn nodeid_of(fs: &UnionFs, f: &Found) -> u64 {
+/// The node ID of the object found at `parent/name`.
+pub fn nodeid_for(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> u64 {
+    numbers(fs, parent, name, f).0
+}
+
+/// The `st_ino` of a found object, from its origin.
+fn st_ino_of(fs: &UnionFs, f: &Found) -> u64 {
     if let Some(fd) = f.upper.as_ref().and_then(|u| u.fd().ok()) {
         let fd = fd.as_raw_fd();
         let dir = (f.st.st_mode & libc::S_IFMT) == libc::S_IFDIR;

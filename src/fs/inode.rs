@@ -1,9 +1,8 @@
 //! The inode table: nodeid -> inode, lookup counts, per-inode state and locks.
 //!
-//! The nodeid is the st_ino shown to users (fuser uses `FileAttr.ino` as the
-//! nodeid). It is the inode number of the object's origin: the lower object it
-//! was copied up from (recorded in the private `unionfs.origin` xattr), or the
-//! real object itself. So it is stable across copy-up and remount.
+//! The nodeid is the kernel's handle; `st_ino` is the number shown. Both are
+//! the origin's inode number except for the names of lower hard links, which
+//! share `st_ino` and get a node ID each (see `ino.rs`).
 //!
 //! The table is a sharded map; nothing blocking runs under a shard lock. Each
 //! inode has its own `RwLock` for its real objects and a mutex serialising
@@ -111,7 +110,11 @@ impl InodeState {
 
 #[derive(Debug)]
 pub struct Inode {
+    /// The kernel's handle for this inode (the table key).
     pub nodeid: u64,
+    /// The inode number shown (`st_ino`, see `ino.rs`); the names of a lower
+    /// hard link share it while each has its own node ID.
+    st_ino: AtomicU64,
     /// `S_IFMT` bits; an inode never changes type.
     pub kind: u32,
     nlookup: AtomicU64,
@@ -121,8 +124,24 @@ pub struct Inode {
 }
 
 impl Inode {
-    pub fn new(nodeid: u64, kind: u32, state: InodeState) -> Inode {
-        Inode { nodeid, kind, nlookup: AtomicU64::new(0), state: RwLock::new(state), copy_up_lock: Mutex::new(()) }
+    pub fn new(nodeid: u64, st_ino: u64, kind: u32, state: InodeState) -> Inode {
+        Inode {
+            nodeid,
+            st_ino: AtomicU64::new(st_ino),
+            kind,
+            nlookup: AtomicU64::new(0),
+            state: RwLock::new(state),
+            copy_up_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn st_ino(&self) -> u64 {
+        self.st_ino.load(Ordering::Relaxed)
+    }
+
+    /// A copy-up gave the object a number of its own (a broken hard link).
+    pub fn set_st_ino(&self, n: u64) {
+        self.st_ino.store(n, Ordering::Relaxed);
     }
 
     pub fn is_dir(&self) -> bool {

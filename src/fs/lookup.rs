@@ -159,7 +159,7 @@ pub fn lookup(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr) -> io::Result<(Ar
 
 /// Enter a found object into the inode table (or refresh the cached one).
 pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found) -> (Arc<Inode>, at::Stat) {
-    let mut nodeid = ino::nodeid_for(fs, parent, name, &f);
+    let (mut nodeid, st_ino) = ino::numbers(fs, parent, name, &f);
     let kind = f.st.st_mode & libc::S_IFMT;
     let mut st = f.st;
     let lowers = if kind == libc::S_IFDIR || f.upper.is_none() { f.lowers } else { Vec::new() };
@@ -174,7 +174,8 @@ pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found
     };
     let ino = loop {
         let mut fresh = Some(state.clone());
-        let (ino, created) = fs.inodes.reference(nodeid, || Inode::new(nodeid, kind, fresh.take().unwrap_or_default()));
+        let (ino, created) =
+            fs.inodes.reference(nodeid, || Inode::new(nodeid, st_ino, kind, fresh.take().unwrap_or_default()));
         if created {
             break ino;
         }

@@ -34,7 +34,7 @@ pub mod session;
 pub mod whiteout;
 pub mod xattr;
 
-use crate::sys;
+use crate::sys::{self, at};
 use dashmap::DashMap;
 use inode::{Inode, InodeState, InodeTable, RealObj, ROOT_ID};
 use layers::Layers;
@@ -87,7 +87,9 @@ impl UnionFs {
             next_fh: AtomicU64::new(1),
             override_owners: opts_override,
         };
-        fs.inodes.insert_root(Inode::new(ROOT_ID, libc::S_IFDIR, state));
+        let root_st = at::fstat(state.top_fd()?.as_raw_fd())?;
+        let st_ino = fs.layers.ino_for(root_st.st_dev, root_st.st_ino);
+        fs.inodes.insert_root(Inode::new(ROOT_ID, st_ino, libc::S_IFDIR, state));
         Ok(fs)
     }
 
@@ -114,9 +116,9 @@ impl UnionFs {
                     attr::apply_override(&mut st, &v);
                 }
             }
-            attr::to_attr(ino.nodeid, &st)
+            attr::to_attr(ino.st_ino(), &st)
         } else {
-            attr::to_attr(ino.nodeid, st)
+            attr::to_attr(ino.st_ino(), st)
         };
         if !self.ids.is_identity() {
             (a.uid, a.gid) = self.ids.shown(a.uid, a.gid);

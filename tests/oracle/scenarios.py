@@ -443,6 +443,26 @@ def inode_numbers_stable_across_copy_up(L):
 
 
 @scenario()
+def lower_hard_links_share_st_ino(L):
+    # Three names of one lower file (busybox-style). The kernel shows one
+    # st_ino for all; a write through one name copies it up and breaks the
+    # link (index=off), the others keep the old data; d_ino matches st_ino.
+    L.file(1, "d/a", "same")
+    os.link(L.p(1, "d/a"), L.p(1, "d/b")); os.link(L.p(1, "d/a"), L.p(1, "e/c") if os.path.isdir(L.p(1, "e")) else L.p(1, "c"))
+    def ops(r):
+        ino = lambda *p: os.stat(j(r, *p)).st_ino
+        dino = lambda d, n: next(e.inode() for e in os.scandir(j(r, d)) if e.name == n)
+        before = [ino("d/a") == ino("d/b"), ino("d/a") == ino("c"), dino("d", "a") == ino("d/a"),
+                  dino("d", "b") == ino("d/b"), os.stat(j(r, "d/b")).st_nlink]
+        write(j(r, "d/a"), "+new", os.O_WRONLY | os.O_APPEND)
+        after = [read(j(r, "d/a")), read(j(r, "d/b")), read(j(r, "c")), ino("d/a") == ino("d/b"),
+                 ino("d/b") == ino("c"), dino("d", "a") == ino("d/a"), dino("d", "b") == ino("d/b"),
+                 os.stat(j(r, "d/a")).st_nlink, os.stat(j(r, "d/b")).st_nlink]
+        return [before, after]
+    return ops
+
+
+@scenario()
 def directory_times_and_listing_types(L):
     L.file(1, "d/f", "f"); L.symlink(1, "d/l", "f"); L.dir(1, "d/sub"); os.mkfifo(L.p(1, "d/p"))
     def ops(r):
