@@ -39,7 +39,8 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
     }
     let st = ino.snapshot();
     let src = st.lowers.first().ok_or_else(|| err(libc::EIO))?.real.fd()?;
-    let job = Job { src: src.as_raw_fd(), updir: &pup, name: &st.name, detached: st.unlinked, with_data };
+    let job =
+        Job { src: src.as_raw_fd(), updir: &pup, name: &st.name, detached: st.unlinked, with_data, nodeid: ino.nodeid };
     let up = copy_object(fs, &job).inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
     if ino::breaks_link(&at::fstat(job.src)?) {
         let (dev, n) = up.id();
@@ -63,6 +64,8 @@ struct Job<'a> {
     /// The name is gone (unlinked but open): the copy stays nameless in the work dir.
     detached: bool,
     with_data: bool,
+    /// The inode's node ID (recorded on a broken hard link's copy).
+    nodeid: u64,
 }
 
 /// Copy one real object into `updir/name` via the work dir.
@@ -164,13 +167,11 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
     set_owner(layers, ofd, dt, sst)?;
     copy_xattrs(layers, s, dt)?;
     // Best effort (user.* xattrs are not allowed on symlinks): without it
-    // st_ino changes after remount, nothing else. A broken hard link keeps
-    // its own number (see `ino.rs`).
-    if !ino::breaks_link(sst) {
-        let origin = ino::origin_value(sst);
-        if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
-            debug!("cannot record origin: {e}");
-        }
+    // st_ino changes after remount, nothing else. A broken hard link records
+    // its node ID instead (see `ino.rs`).
+    let origin = ino::origin_value(sst, job.nodeid);
+    if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
+        debug!("cannot record origin: {e}");
     }
     if kind != libc::S_IFLNK {
         at::fchmod(ofd, mode)?;

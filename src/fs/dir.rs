@@ -6,6 +6,7 @@
 
 use crate::fs::copy_up::copy_up;
 use crate::fs::ino;
+use crate::fs::inode::ROOT_ID;
 use crate::fs::inode::{Inode, InodeState};
 use crate::fs::layers::Fd;
 use crate::fs::lookup::{self, check_name, err, find, lower_visible, probe, Found, Probe};
@@ -15,9 +16,10 @@ use crate::fs::UnionFs;
 use crate::sys::tree::remove_contents;
 use crate::sys::{at, xattr};
 use log::debug;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 
 /// What to make.
@@ -117,7 +119,7 @@ pub fn create(
     let f = match probe(&fs.layers, &pup, name)? {
         Probe::Entry(real, st) => {
             let opaque = is_dir(&st) && whiteout::dir_marks(&fs.layers, real.fd()?.as_raw_fd()).opaque;
-            Found { upper: Some(real), lowers: Vec::new(), opaque, st }
+            Found { upper: Some(real), lowers: Vec::new(), opaque, redirect: None, st }
         }
         _ => return Err(err(libc::EIO)),
     };
@@ -216,6 +218,7 @@ fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<
             upper: f.upper.clone(),
             lowers: f.lowers.clone(),
             opaque: f.opaque,
+            redirect: f.redirect.clone(),
             unlinked: false,
         },
     ))
@@ -271,6 +274,55 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
     Ok(())
 }
 
+/// Where a directory's lower parts are, as a path from the layers' roots:
+/// through its own redirect record, else its parent's path and its name.
+fn lower_path(dir: &Arc<Inode>) -> Vec<OsString> {
+    let mut rev: Vec<OsString> = Vec::new();
+    let mut cur = dir.clone();
+    loop {
+        let s = cur.snapshot();
+        match &s.redirect {
+            Some(r) if r.as_bytes().starts_with(b"/") => {
+                let abs = &r.as_bytes()[1..];
+                rev.extend(abs.rsplit(|b| *b == b'/').map(|c| OsStr::from_bytes(c).to_os_string()));
+                break;
+            }
+            Some(r) => rev.push(r.clone()),
+            None if cur.nodeid == ROOT_ID => break,
+            None => rev.push(s.name.clone()),
+        }
+        match s.parent {
+            Some(p) if cur.nodeid != ROOT_ID => cur = p,
+            _ => break,
+        }
+    }
+    rev.reverse();
+    rev
+}
+
+/// Record on the upper copy of a directory with lower parts that is about to
+/// move (to the same parent: `samedir`) where those parts are, as the kernel
+/// does: a relative record (a name) while it stays in its parent, else the
+/// absolute path. Returns the record.
+fn set_redirect(fs: &UnionFs, dir: &Arc<Inode>, up: &crate::fs::real::Real, samedir: bool) -> io::Result<OsString> {
+    let cur = dir.snapshot().redirect;
+    let rec = match cur {
+        Some(r) if r.as_bytes().starts_with(b"/") => r,
+        Some(r) if samedir => r,
+        None if samedir => dir.snapshot().name,
+        _ => {
+            let mut v = Vec::new();
+            for c in lower_path(dir) {
+                v.push(b'/');
+                v.extend_from_slice(c.as_bytes());
+            }
+            OsString::from_vec(v)
+        }
+    };
+    xattr::set(xattr::Target::Fd(up.fd()?.as_raw_fd()), &fs.layers.xattr_name("redirect"), rec.as_bytes(), 0)?;
+    Ok(rec)
+}
+
 fn set_name(ino: &Inode, parent: &Inode, name: &OsStr, newparent: &Arc<Inode>, newname: &OsStr) {
     ino.state.write().rename_alias(parent.nodeid, name, newparent, newname);
 }
@@ -315,14 +367,14 @@ pub fn rename(
         }
         _ => {}
     }
-    // Directories that have lower parts cannot move without redirects.
-    if src_dir && !src.lowers.is_empty() {
+    // Directories that have lower parts move by a redirect record
+    // (`redirect_dir=on`), else not at all (EXDEV: `mv` then copies).
+    let src_redirect = src_dir && !src.lowers.is_empty();
+    let dst_redirect = exchange && dst.as_ref().is_some_and(|d| is_dir(&d.st) && !d.lowers.is_empty());
+    if (src_redirect || dst_redirect) && !fs.opts.redirect_dir.creates() {
         return Err(err(libc::EXDEV));
     }
     if let Some(d) = &dst {
-        if exchange && is_dir(&d.st) && !d.lowers.is_empty() {
-            return Err(err(libc::EXDEV));
-        }
         // Checked after EXDEV, as the kernel does.
         if !exchange && is_dir(&d.st) && !readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)? {
             return Err(err(libc::ENOTEMPTY));
@@ -335,16 +387,25 @@ pub fn rename(
     let src_ino = inode_for(fs, parent, name, &src);
     let src_up = copy_up(fs, &src_ino)?;
     let dst_ino = dst.as_ref().map(|d| inode_for(fs, newparent, newname, d));
+    let samedir = parent.nodeid == newparent.nodeid;
     if exchange {
         let d = dst_ino.as_ref().ok_or_else(|| err(libc::ENOENT))?;
         let dst_up = copy_up(fs, d)?;
-        if src_dir && lower_visible(&fs.layers, &nps, newname)? {
+        let src_rec = if src_redirect { Some(set_redirect(fs, &src_ino, &src_up, samedir)?) } else { None };
+        let dst_rec = if dst_redirect { Some(set_redirect(fs, d, &dst_up, samedir)?) } else { None };
+        if src_dir && !src_redirect && lower_visible(&fs.layers, &nps, newname)? {
             set_opaque(&fs.layers, src_up.fd()?.as_raw_fd())?;
         }
-        if d.is_dir() && lower_visible(&fs.layers, &ps, name)? {
+        if d.is_dir() && !dst_redirect && lower_visible(&fs.layers, &ps, name)? {
             set_opaque(&fs.layers, dst_up.fd()?.as_raw_fd())?;
         }
         at::renameat2(pfd, name, npfd, newname, at::RENAME_EXCHANGE)?;
+        if let Some(r) = src_rec {
+            src_ino.state.write().redirect = Some(r);
+        }
+        if let Some(r) = dst_rec {
+            d.state.write().redirect = Some(r);
+        }
         src_up.relocate(&npup, newname);
         dst_up.relocate(&pup, name);
         set_name(&src_ino, parent, name, newparent, newname);
@@ -358,7 +419,8 @@ pub fn rename(
             remove_contents(dreal.fd()?.as_raw_fd())?;
         }
     }
-    if src_dir && (dst.is_some() || lower_visible(&fs.layers, &nps, newname)?) {
+    let src_rec = if src_redirect { Some(set_redirect(fs, &src_ino, &src_up, samedir)?) } else { None };
+    if src_dir && !src_redirect && (dst.is_some() || lower_visible(&fs.layers, &nps, newname)?) {
         set_opaque(&fs.layers, src_up.fd()?.as_raw_fd())?;
     }
     let need_wh = lower_visible(&fs.layers, &ps, name)?;
@@ -383,6 +445,9 @@ pub fn rename(
         at::renameat2(pfd, name, npfd, newname, 0)?;
     }
     src_up.relocate(&npup, newname);
+    if let Some(r) = src_rec {
+        src_ino.state.write().redirect = Some(r);
+    }
     if let Some(d) = &dst {
         mark_unlinked(fs, newparent, newname, d);
     }

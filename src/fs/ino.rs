@@ -11,14 +11,14 @@
 //!   and name) while all show the file's `st_ino`, as the kernel does: a
 //!   copy-up through one name breaks the link (the kernel's rule without
 //!   `index`), and a FUSE request carries no name to tell which name is
-//!   written. The copy then shows its upper inode's number (no origin is
-//!   recorded for it), again as the kernel does. Two live objects with one
-//!   origin get an alternate node ID too.
+//!   written. The copy then shows its upper inode's number, again as the
+//!   kernel does, and records its node ID (`n:NODEID`) so that every name of
+//!   it, now and after a remount, is one kernel inode. Two live objects with
+//!   one origin get an alternate node ID too.
 //!   (fuser's entry replies take the node ID apart from `st_ino` through a
 //!   small patch: `vendor/README.md`.)
 //! - A recorded origin is validated: an unknown device, a reserved number or
-//!   garbage (or the `n:` records of earlier versions) falls back to the real
-//!   inode number.
+//!   garbage falls back to the real inode number.
 //! - `d_ino` in a listing is the `st_ino` that `stat` gives: upper entries are
 //!   translated through their origin record.
 
@@ -44,9 +44,33 @@ pub fn breaks_link(lower: &at::Stat) -> bool {
     lower.st_mode & libc::S_IFMT != libc::S_IFDIR && lower.st_nlink > 1
 }
 
-/// The origin value recorded on a copy of `lower`.
-pub fn origin_value(lower: &at::Stat) -> String {
-    format!("{}:{}", lower.st_dev, lower.st_ino)
+/// The origin value recorded on a copy of `lower` made for node `nodeid`:
+/// `DEV:INO` of the lower object, or `n:NODEID` for a broken hard link (its
+/// `st_ino` is its own; every name of the copy must keep that node ID, or two
+/// kernel inodes would cache one object's attributes apart).
+pub fn origin_value(lower: &at::Stat, nodeid: u64) -> String {
+    if breaks_link(lower) {
+        format!("n:{nodeid}")
+    } else {
+        format!("{}:{}", lower.st_dev, lower.st_ino)
+    }
+}
+
+/// What an origin record says.
+enum Origin {
+    /// `st_ino` (and node ID) of the origin.
+    Number(u64),
+    /// The node ID of a broken hard link's copy; its `st_ino` is its own.
+    Node(u64),
+}
+
+fn parse_origin(layers: &Layers, v: &[u8]) -> Option<Origin> {
+    let s = std::str::from_utf8(v).ok()?;
+    if let Some(n) = s.strip_prefix("n:") {
+        let n: u64 = n.parse().ok()?;
+        return (n & ALT_BIT != 0).then_some(Origin::Node(n));
+    }
+    from_origin(layers, v).map(Origin::Number)
 }
 
 /// The number an origin record gives, if it is valid for these layers.
@@ -73,12 +97,19 @@ pub fn alt_nodeid(parent: u64, name: &OsStr) -> u64 {
 
 /// The node ID and `st_ino` of the object found at `parent/name`.
 pub fn numbers(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> (u64, u64) {
-    let st_ino = st_ino_of(fs, f);
+    let real = fs.layers.ino_for(f.st.st_dev, f.st.st_ino);
     let kind = f.st.st_mode & libc::S_IFMT;
-    if f.upper.is_none() && kind != libc::S_IFDIR && f.st.st_nlink > 1 {
-        return (alt_nodeid(parent.nodeid, name), st_ino);
+    if f.upper.is_none() {
+        if kind != libc::S_IFDIR && f.st.st_nlink > 1 {
+            return (alt_nodeid(parent.nodeid, name), real);
+        }
+        return (real, real);
     }
-    (st_ino, st_ino)
+    match origin_of(fs, f) {
+        Some(Origin::Number(n)) => (n, n),
+        Some(Origin::Node(n)) => (n, real),
+        None => (real, real),
+    }
 }
 
 /// The node ID of the object found at `parent/name`.
@@ -86,19 +117,14 @@ pub fn nodeid_for(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> u64 
     numbers(fs, parent, name, f).0
 }
 
-/// The `st_ino` of a found object, from its origin.
-fn st_ino_of(fs: &UnionFs, f: &Found) -> u64 {
-    if let Some(fd) = f.upper.as_ref().and_then(|u| u.fd().ok()) {
-        let fd = fd.as_raw_fd();
-        let dir = (f.st.st_mode & libc::S_IFMT) == libc::S_IFDIR;
-        let t = if dir { xattr::Target::Fd(fd) } else { xattr::Target::Path(fd) };
-        if let Ok(Some(v)) = xattr::get(t, &fs.layers.xattr_name(ORIGIN_XATTR)) {
-            if let Some(n) = from_origin(&fs.layers, &v) {
-                return n;
-            }
-        }
-    }
-    fs.layers.ino_for(f.st.st_dev, f.st.st_ino)
+/// The origin record of a found upper object.
+fn origin_of(fs: &UnionFs, f: &Found) -> Option<Origin> {
+    let fd = f.upper.as_ref()?.fd().ok()?;
+    let fd = fd.as_raw_fd();
+    let dir = (f.st.st_mode & libc::S_IFMT) == libc::S_IFDIR;
+    let t = if dir { xattr::Target::Fd(fd) } else { xattr::Target::Path(fd) };
+    let v = xattr::get(t, &fs.layers.xattr_name(ORIGIN_XATTR)).ok()??;
+    parse_origin(&fs.layers, &v)
 }
 
 /// The `d_ino` of an entry of a real directory in layer `layer`: what `stat`

@@ -44,6 +44,8 @@ pub struct InodeState {
     pub lowers: Vec<RealObj>,
     /// The upper directory is opaque (lowers is then empty).
     pub opaque: bool,
+    /// The upper directory's redirect record: where its lower parts are.
+    pub redirect: Option<OsString>,
     /// The name was removed (the object lives on while open).
     pub unlinked: bool,
 }

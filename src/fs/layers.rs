@@ -45,6 +45,8 @@ pub struct Layers {
     pub root_user: bool,
     /// The work dir itself, held (with the upper root) for its flock.
     pub workdir_lock: Option<OwnedFd>,
+    /// Follow directories' redirect records (`redirect_dir=` not `nofollow`).
+    pub follow_redirects: bool,
 }
 
 fn open_dir(p: &Path) -> io::Result<OwnedFd> {
@@ -157,7 +159,17 @@ impl Layers {
             refuse_unsupported_upper(up, xattr_prefix)?;
         }
         let ino_shift = if devs.len() > 1 { 48 } else { 0 };
-        Ok(Layers { layers, has_upper, work, xattr_prefix, ino_shift, cache, root_user, workdir_lock })
+        Ok(Layers {
+            layers,
+            has_upper,
+            work,
+            xattr_prefix,
+            ino_shift,
+            cache,
+            root_user,
+            workdir_lock,
+            follow_redirects: opts.redirect_dir.follows(),
+        })
     }
 
     pub fn upper(&self) -> Option<&Layer> {
@@ -266,31 +278,27 @@ pub const TRUSTED_PREFIX: &[u8] = b"trusted.overlay.";
 /// fuse-overlayfs's namespace for unprivileged markers.
 pub const FUSE_OVERLAYFS_PREFIX: &[u8] = b"user.fuseoverlayfs.";
 
-/// An upper the kernel wrote with `metacopy=on` or `redirect_dir=on` holds
-/// objects whose data or lower parts live elsewhere; until unionfs follows
-/// them it would show wrong data, so such an upper is refused at mount. The
-/// scan costs one lgetxattr per upper object per private name.
+/// An upper the kernel wrote with `metacopy=on` holds files whose data live
+/// in a lower layer; until unionfs follows those records it would show wrong
+/// data, so such an upper is refused at mount. (Directory redirects are
+/// followed: see `lookup.rs`.) The scan costs one lgetxattr per upper object.
 fn refuse_unsupported_upper(up: &Layer, prefix: &str) -> Result<(), String> {
-    let names: Vec<(OsString, &str)> = [("metacopy", "metacopy=on"), ("redirect", "redirect_dir=on")]
-        .map(|(n, o)| (format!("{prefix}{n}").into(), o))
-        .into();
+    let metacopy: OsString = format!("{prefix}metacopy").into();
     let root = up.root.fd().map_err(|e| format!("upperdir {}: {}", up.path.display(), strip_os(&e)))?;
-    let mut found: Option<(&str, OsString)> = None;
+    let mut found: Option<OsString> = None;
     let r = sys::tree::walk(root.as_raw_fd(), |dfd, name, _| {
-        for (x, opt) in &names {
-            if matches!(sys::xattr::get_at(dfd, name, x), Ok(Some(_))) {
-                found = Some((opt, name.to_os_string()));
-                // Stop the walk: one is enough.
-                return Err(io::Error::from_raw_os_error(libc::ECANCELED));
-            }
+        if matches!(sys::xattr::get_at(dfd, name, &metacopy), Ok(Some(_))) {
+            found = Some(name.to_os_string());
+            // Stop the walk: one is enough.
+            return Err(io::Error::from_raw_os_error(libc::ECANCELED));
         }
         Ok(())
     });
-    if let Some((opt, name)) = found {
+    if let Some(name) = found {
         return Err(format!(
-            "upperdir {} was written by the kernel overlay with {opt} ({} on {:?}), which unionfs does not read yet",
+            "upperdir {} was written by the kernel overlay with metacopy=on ({} on {:?}), which unionfs does not read yet",
             up.path.display(),
-            names.iter().find(|(_, o)| *o == opt).map_or(String::new(), |(x, _)| x.to_string_lossy().into_owned()),
+            metacopy.to_string_lossy(),
             name
         ));
     }

@@ -11,9 +11,10 @@ use crate::fs::real::Real;
 use crate::fs::whiteout::{self, is_marker_name};
 use crate::fs::UnionFs;
 use crate::sys::at;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 /// What one layer directory says about a name.
@@ -28,6 +29,8 @@ pub struct Found {
     pub upper: Option<Real>,
     pub lowers: Vec<RealObj>,
     pub opaque: bool,
+    /// The upper directory's redirect record, if any.
+    pub redirect: Option<OsString>,
     /// Attributes of the top object.
     pub st: at::Stat,
 }
@@ -82,23 +85,83 @@ pub fn probe(layers: &Layers, dir: &Real, name: &OsStr) -> io::Result<Probe> {
     }
 }
 
+/// Where the lower layers are searched for a name: in the parent's lower
+/// directories (possibly under another name, after a relative redirect), or
+/// from each layer's root (after an absolute redirect).
+enum Target {
+    Name(OsString),
+    Path(Vec<OsString>),
+}
+
+impl Target {
+    /// Follow a directory's redirect record.
+    fn redirect(self, r: &OsStr) -> Target {
+        let b = r.as_bytes();
+        match b.strip_prefix(b"/") {
+            Some(abs) => Target::Path(abs.split(|c| *c == b'/').map(|c| OsStr::from_bytes(c).to_os_string()).collect()),
+            None => match self {
+                Target::Name(_) => Target::Name(r.to_os_string()),
+                Target::Path(mut p) => {
+                    p.pop();
+                    p.push(r.to_os_string());
+                    Target::Path(p)
+                }
+            },
+        }
+    }
+}
+
+/// The directory of `layer` to probe for `target`, and the name to probe:
+/// the parent's lower directory there, or the path walked from the layer's
+/// root (every component a directory, no whiteout).
+fn target_dir(
+    layers: &Layers,
+    parent: &InodeState,
+    layer: usize,
+    target: &Target,
+) -> io::Result<Option<(Real, OsString)>> {
+    match target {
+        Target::Name(n) => Ok(parent.lowers.iter().find(|l| l.layer == layer).map(|l| (l.real.clone(), n.clone()))),
+        Target::Path(p) => {
+            let Some((last, dirs)) = p.split_last() else { return Ok(None) };
+            let mut cur = layers.layers[layer].root.clone();
+            for c in dirs {
+                match probe(layers, &cur, c)? {
+                    Probe::Entry(r, st) if is_dir(&st) => cur = r,
+                    _ => return Ok(None),
+                }
+            }
+            Ok(Some((cur, last.clone())))
+        }
+    }
+}
+
 /// Resolve `name` in the directory described by `parent`. `Ok(None)` = not visible.
+///
+/// Directories merge down the layers until one is opaque or a non-directory
+/// interrupts. A directory's redirect record (upper or lower) changes where
+/// the layers below it are searched, as in the kernel: a name in the same
+/// parent, or a path from the layers' roots.
 pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
     check_name(name)?;
     if is_marker_name(name) {
         return Ok(None);
     }
     let mut found: Option<Found> = None;
+    let mut target = Target::Name(name.to_os_string());
     if let Some(u) = &parent.upper {
         match probe(layers, u, name)? {
             Probe::Whiteout => return Ok(None),
             Probe::Entry(fd, st) => {
                 if !is_dir(&st) {
-                    return Ok(Some(Found { upper: Some(fd), lowers: Vec::new(), opaque: false, st }));
+                    return Ok(Some(Found { upper: Some(fd), lowers: Vec::new(), opaque: false, redirect: None, st }));
                 }
-                let opaque = whiteout::dir_marks(layers, fd.fd()?.as_raw_fd()).opaque;
-                let f = Found { upper: Some(fd), lowers: Vec::new(), opaque, st };
-                if opaque {
+                let m = whiteout::dir_marks(layers, fd.fd()?.as_raw_fd());
+                if let Some(r) = &m.redirect {
+                    target = target.redirect(r);
+                }
+                let f = Found { upper: Some(fd), lowers: Vec::new(), opaque: m.opaque, redirect: m.redirect, st };
+                if m.opaque {
                     return Ok(Some(f));
                 }
                 found = Some(f);
@@ -106,33 +169,29 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
             Probe::Absent => {}
         }
     }
-    for l in &parent.lowers {
-        match probe(layers, &l.real, name)? {
+    for layer in layers.first_lower()..layers.layers.len() {
+        let Some((dir, n)) = target_dir(layers, parent, layer, &target)? else { continue };
+        match probe(layers, &dir, &n)? {
             Probe::Whiteout => break,
             Probe::Absent => continue,
-            Probe::Entry(real, st) => match &mut found {
-                None => {
-                    let dir = is_dir(&st);
-                    let m = if dir { whiteout::dir_marks(layers, real.fd()?.as_raw_fd()) } else { Default::default() };
-                    let (opaque, xwh) = (m.opaque, m.xwhiteouts);
-                    let lowers = vec![RealObj { layer: l.layer, real, xwh }];
-                    found = Some(Found { upper: None, lowers, opaque: false, st });
-                    if !dir || opaque {
-                        break;
-                    }
+            Probe::Entry(real, st) => {
+                let dir = is_dir(&st);
+                if found.as_ref().is_some_and(|f| !is_dir(&f.st) || !dir) {
+                    break;
                 }
-                Some(f) => {
-                    if !is_dir(&f.st) || !is_dir(&st) {
-                        break;
-                    }
-                    let m = whiteout::dir_marks(layers, real.fd()?.as_raw_fd());
-                    let opaque = m.opaque;
-                    f.lowers.push(RealObj { layer: l.layer, real, xwh: m.xwhiteouts });
-                    if opaque {
-                        break;
-                    }
+                let m = if dir { whiteout::dir_marks(layers, real.fd()?.as_raw_fd()) } else { Default::default() };
+                let obj = RealObj { layer, real, xwh: m.xwhiteouts };
+                match &mut found {
+                    None => found = Some(Found { upper: None, lowers: vec![obj], opaque: false, redirect: None, st }),
+                    Some(f) => f.lowers.push(obj),
                 }
-            },
+                if !dir || m.opaque {
+                    break;
+                }
+                if let Some(r) = &m.redirect {
+                    target = target.redirect(r);
+                }
+            }
         }
     }
     Ok(found)
@@ -141,14 +200,8 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
 /// Does any lower layer under `parent` still show `name`? (Then removing or
 /// renaming it away must leave a whiteout.)
 pub fn lower_visible(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<bool> {
-    for l in &parent.lowers {
-        match probe(layers, &l.real, name)? {
-            Probe::Whiteout => return Ok(false),
-            Probe::Absent => continue,
-            Probe::Entry(..) => return Ok(true),
-        }
-    }
-    Ok(false)
+    let lower_only = InodeState { upper: None, ..parent.clone() };
+    Ok(find(layers, &lower_only, name)?.is_some())
 }
 
 /// Look up `name` under `parent` and take a kernel reference on the result.
@@ -170,6 +223,7 @@ pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found
         upper: f.upper,
         lowers,
         opaque: f.opaque,
+        redirect: f.redirect,
         unlinked: false,
     };
     let ino = loop {

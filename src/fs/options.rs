@@ -7,6 +7,39 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// An id mapping range `container_id:host_id:len` (uidmapping=/gidmapping=).
+/// `redirect_dir=`, the kernel's meanings: `on` renames directories that
+/// have lower parts by recording where those are, and follows such records;
+/// `follow` follows them but answers such a rename with EXDEV; `off` is
+/// `follow` (the kernel's `redirect_always_follow` default); `nofollow`
+/// neither creates nor follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedirectDir {
+    On,
+    Follow,
+    Off,
+    NoFollow,
+}
+
+impl RedirectDir {
+    fn parse(v: &str) -> Result<RedirectDir, String> {
+        Ok(match v {
+            "on" | "1" | "true" | "yes" => RedirectDir::On,
+            "follow" => RedirectDir::Follow,
+            "off" | "0" | "false" | "no" => RedirectDir::Off,
+            "nofollow" => RedirectDir::NoFollow,
+            _ => return Err(format!("redirect_dir={v}: expected on, follow, off or nofollow")),
+        })
+    }
+
+    pub fn creates(self) -> bool {
+        self == RedirectDir::On
+    }
+
+    pub fn follows(self) -> bool {
+        self != RedirectDir::NoFollow
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdMap {
     pub inside: u32,
@@ -27,7 +60,7 @@ pub struct Options {
     pub threads: usize,
     /// fsync copied-up data and honour fsync requests (off with `volatile`/`fsync=0`).
     pub fsync: bool,
-    pub redirect_dir: bool,
+    pub redirect_dir: RedirectDir,
     pub metacopy: bool,
     pub index: bool,
     /// Use `user.overlay.*` xattrs for private markers (rootless).
@@ -61,7 +94,7 @@ impl Default for Options {
             timeout: Duration::from_secs(86400),
             threads: 0,
             fsync: true,
-            redirect_dir: false,
+            redirect_dir: RedirectDir::Off,
             metacopy: false,
             index: false,
             userxattr: false,
@@ -190,7 +223,7 @@ impl Options {
                 "threads" => self.threads = parse_u32(&key, &v()?)? as usize,
                 "fsync" => self.fsync = parse_bool(&key, &v()?)?,
                 "volatile" => self.fsync = false,
-                "redirect_dir" => self.redirect_dir = parse_bool(&key, &v()?)?,
+                "redirect_dir" => self.redirect_dir = RedirectDir::parse(&v()?)?,
                 "metacopy" => self.metacopy = parse_bool(&key, &v()?)?,
                 "index" => self.index = parse_bool(&key, &v()?)?,
                 "userxattr" => self.userxattr = true,

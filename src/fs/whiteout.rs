@@ -6,7 +6,7 @@ use crate::sys::{at, xattr};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::RawFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// OCI whiteout marker prefix (`.wh.NAME`).
@@ -42,7 +42,7 @@ pub fn is_xattr_whiteout(layers: &Layers, fd: RawFd, st: &at::Stat) -> bool {
 }
 
 /// What a real directory's markers say.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DirMarks {
     /// Hides the layers below it: an opaque xattr (this mount's or
     /// fuse-overlayfs's) with value `y`, or an OCI `.wh..wh..opq` marker.
@@ -50,6 +50,10 @@ pub struct DirMarks {
     /// This mount's opaque xattr with value `x` (kernel 6.7+): the directory
     /// holds xattr whiteouts; it is not opaque. Honoured in lower layers.
     pub xwhiteouts: bool,
+    /// The directory's redirect record (the kernel's `redirect_dir`): where
+    /// its lower parts are, relative to its parent (a name) or to the layers'
+    /// roots (`/a/b`). Read only when the mount follows redirects.
+    pub redirect: Option<std::ffi::OsString>,
 }
 
 /// The markers of a real directory (held open O_RDONLY).
@@ -57,6 +61,10 @@ pub fn dir_marks(layers: &Layers, dirfd: RawFd) -> DirMarks {
     let t = xattr::Target::Fd(dirfd);
     let mut m = DirMarks::default();
     if let Ok(names) = xattr::list(t) {
+        let redirect = layers.xattr_name("redirect");
+        if layers.follow_redirects && names.iter().any(|x| x.as_slice() == redirect.as_bytes()) {
+            m.redirect = xattr::get(t, &redirect).ok().flatten().filter(|v| valid_redirect(v)).map(OsString::from_vec);
+        }
         for (i, n) in layers.opaque_names().iter().enumerate() {
             if !names.iter().any(|x| x.as_slice() == n.as_bytes()) {
                 continue;
@@ -72,6 +80,16 @@ pub fn dir_marks(layers: &Layers, dirfd: RawFd) -> DirMarks {
         m.opaque = at::lstatat(dirfd, OsStr::from_bytes(WH_OPAQUE)).is_ok();
     }
     m
+}
+
+/// A redirect record the kernel would accept: a name, or an absolute path of
+/// names (no empty, `.` or `..` components, no NUL).
+fn valid_redirect(v: &[u8]) -> bool {
+    let rest = v.strip_prefix(b"/").unwrap_or(v);
+    !rest.is_empty()
+        && !v.contains(&0)
+        && rest.split(|b| *b == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..")
+        && (v.starts_with(b"/") || !rest.contains(&b'/'))
 }
 
 /// Mark an upper directory opaque (kernel form: the xattr alone).

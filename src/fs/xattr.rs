@@ -119,6 +119,7 @@ mod tests {
             cache: FdCache::new(16),
             root_user: true,
             workdir_lock: None,
+            follow_redirects: true,
         }
     }
 

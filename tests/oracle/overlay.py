@@ -127,13 +127,13 @@ class Mounts:
     def __init__(self):
         self.points = []
 
-    def kernel(self, lower, upper, work, mnt):
+    def kernel(self, lower, upper, work, mnt, opts=""):
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                        f"lowerdir={lower},upperdir={upper},workdir={work}", mnt], check=True)
+                        f"lowerdir={lower},upperdir={upper},workdir={work}{opts}", mnt], check=True)
         self.points.append(mnt)
 
-    def unionfs(self, binary, lower, upper, work, mnt):
-        subprocess.run([binary, "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", mnt], check=True)
+    def unionfs(self, binary, lower, upper, work, mnt, opts=""):
+        subprocess.run([binary, "-o", f"lowerdir={lower},upperdir={upper},workdir={work}{opts}", mnt], check=True)
         self.points.append(mnt)
 
     def umount(self, mnt):
@@ -150,13 +150,14 @@ class Mounts:
             self.umount(m)
 
 
-def differential(binary, nlayers, setup, tmp_parent=None):
+def differential(binary, nlayers, setup, tmp_parent=None, opts=""):
     """`setup(Layers)` fills the lower layers and returns `ops(root)`, which
     runs the operations and returns their results. Runs it on the kernel
     overlay and on unionfs over identical fresh layers and compares the
     results, then the kernel's tree with: unionfs's tree, unionfs's tree
     after a remount, the kernel over unionfs's upper, and unionfs over the
-    kernel's upper. Returns the problems found."""
+    kernel's upper. `opts` (",redirect_dir=on", ...) go to every mount of
+    both. Returns the problems found."""
     tmp = tempfile.mkdtemp(prefix="unionfs-oracle.", dir=tmp_parent)
     mounts = Mounts()
     problems = []
@@ -172,8 +173,8 @@ def differential(binary, nlayers, setup, tmp_parent=None):
             sides[side] = (base, layers)
         kb, kl = sides["kernel"]
         ub, ul = sides["unionfs"]
-        mounts.kernel(kl.lowerdir, f"{kb}/upper", f"{kb}/work", f"{kb}/mnt")
-        mounts.unionfs(binary, ul.lowerdir, f"{ub}/upper", f"{ub}/work", f"{ub}/mnt")
+        mounts.kernel(kl.lowerdir, f"{kb}/upper", f"{kb}/work", f"{kb}/mnt", opts)
+        mounts.unionfs(binary, ul.lowerdir, f"{ub}/upper", f"{ub}/work", f"{ub}/mnt", opts)
         klog = ops(f"{kb}/mnt")
         ulog = ops(f"{ub}/mnt")
         for i, (a, b) in enumerate(zip(klog, ulog)):
@@ -186,14 +187,14 @@ def differential(binary, nlayers, setup, tmp_parent=None):
         views = [("merged tree", snapshot(f"{ub}/mnt"))]
         mounts.umount(f"{kb}/mnt")
         mounts.umount(f"{ub}/mnt")
-        mounts.unionfs(binary, ul.lowerdir, f"{ub}/upper", f"{ub}/work", f"{ub}/mnt")
+        mounts.unionfs(binary, ul.lowerdir, f"{ub}/upper", f"{ub}/work", f"{ub}/mnt", opts)
         views.append(("tree after unionfs remount", snapshot(f"{ub}/mnt")))
         mounts.umount(f"{ub}/mnt")
-        mounts.kernel(ul.lowerdir, f"{ub}/upper", f"{ub}/work2", f"{ub}/mnt")
+        mounts.kernel(ul.lowerdir, f"{ub}/upper", f"{ub}/work2", f"{ub}/mnt", opts)
         views.append(("kernel overlay over unionfs's upper", snapshot(f"{ub}/mnt")))
         mounts.umount(f"{ub}/mnt")
         # And the other way round: unionfs over the upper the kernel wrote.
-        mounts.unionfs(binary, kl.lowerdir, f"{kb}/upper", f"{kb}/work2", f"{kb}/mnt")
+        mounts.unionfs(binary, kl.lowerdir, f"{kb}/upper", f"{kb}/work2", f"{kb}/mnt", opts)
         views.append(("unionfs over the kernel's upper", snapshot(f"{kb}/mnt")))
         mounts.umount(f"{kb}/mnt")
         for what, got in views:

@@ -24,9 +24,10 @@ from overlay import differential, renameat2, result  # noqa: E402
 SCENARIOS = []
 
 
-def scenario(layers=2):
+def scenario(layers=2, opts=""):
     def reg(fn):
         fn.layers = layers
+        fn.opts = opts
         SCENARIOS.append(fn)
         return fn
     return reg
@@ -231,9 +232,72 @@ def rename_dirs(L):
                result(os.rename, j(r, "up"), j(r, "up2")), result(os.rename, j(r, "up2"), j(r, "target")),
                result(ls, j(r, "target")), result(os.mkdir, j(r, "d1")), result(os.mkdir, j(r, "d2")),
                result(renameat2, j(r, "d1"), j(r, "d2"), 2)]
-        # Lower dirs: EXDEV without redirect_dir (mv then copies); both sides must agree.
+        # Lower dirs: EXDEV without redirect_dir=on (mv then copies); both sides must agree.
         out.append(result(os.rename, j(r, "lowerdir"), j(r, "moved")))
         return out + [result(ls, r)]
+    return ops
+
+
+# ------------------------------------------------ redirect_dir=on (both sides)
+@scenario(opts=",redirect_dir=on")
+def redirect_rename_in_place_and_back(L):
+    L.file(1, "d/f", "f"); L.file(1, "d/sub/g", "g"); L.file(0, "d/h", "h")
+    def ops(r):
+        return [result(os.rename, j(r, "d"), j(r, "e")), result(ls, r), result(ls, j(r, "e")),
+                result(read, j(r, "e/sub/g")), result(os.rename, j(r, "e"), j(r, "d2")),
+                result(os.rename, j(r, "d2"), j(r, "d")), result(ls, j(r, "d")), result(ls, r)]
+    return ops
+
+
+@scenario(opts=",redirect_dir=on")
+def redirect_move_into_other_dirs(L):
+    L.file(1, "a/b/c/f", "f"); L.dir(1, "x/y"); L.file(1, "x/y/z", "z"); L.file(0, "a/b/n", "n")
+    def ops(r):
+        return [result(os.rename, j(r, "a/b"), j(r, "x/y/b")), result(ls, j(r, "a")), result(ls, j(r, "x/y/b")),
+                result(write, j(r, "x/y/b/c/f"), "changed"), result(os.unlink, j(r, "x/y/b/n")),
+                result(os.rename, j(r, "x/y"), j(r, "y2")), result(ls, j(r, "y2/b/c")),
+                result(os.rename, j(r, "y2/b/c"), j(r, "c")), result(read, j(r, "c/f")),
+                result(os.mkdir, j(r, "a/b")), result(ls, j(r, "a/b")), result(ls, r)]
+    return ops
+
+
+@scenario(opts=",redirect_dir=on")
+def redirect_over_whiteouts_and_opaque(L):
+    L.file(1, "src/f", "f"); L.file(1, "gone/g", "g"); L.file(1, "old/o", "o"); L.file(1, "t/x", "x")
+    def ops(r):
+        out = [result(os.unlink, j(r, "gone/g")), result(os.rmdir, j(r, "gone")),
+               result(os.rename, j(r, "src"), j(r, "gone")), result(ls, j(r, "gone")),
+               result(os.unlink, j(r, "t/x")), result(os.rename, j(r, "old"), j(r, "t")),
+               result(ls, j(r, "t")), result(os.mkdir, j(r, "new")), result(os.rename, j(r, "t"), j(r, "new/t")),
+               result(ls, j(r, "new/t")), result(renameat2, j(r, "gone"), j(r, "new"), 2),
+               result(ls, j(r, "gone")), result(ls, j(r, "new"))]
+        return out + [result(ls, r)]
+    return ops
+
+
+@scenario(opts=",redirect_dir=on")
+def redirect_rm_rf_and_recreate(L):
+    L.file(1, "d/a/f", "f"); L.file(1, "d/b", "b"); L.file(0, "d/a/g", "g")
+    def ops(r):
+        import shutil
+        out = [result(os.rename, j(r, "d"), j(r, "e")), result(shutil.rmtree, j(r, "e")), result(ls, r),
+               result(os.mkdir, j(r, "e")), result(ls, j(r, "e")), result(os.mkdir, j(r, "d")),
+               result(ls, j(r, "d"))]
+        return out
+    return ops
+
+
+@scenario(layers=3, opts=",redirect_dir=on")
+def redirect_in_lower_layers_stacked(L):
+    # The upper of an earlier mount as a lower layer: layer 0 holds "e", moved
+    # there from "d" (relative record), and "m/n", moved from "d/s" (absolute).
+    L.file(2, "d/f", "f"); L.file(2, "d/s/t", "t"); L.file(1, "d/g", "g")
+    L.dir(0, "e"); os.setxattr(L.p(0, "e"), "trusted.overlay.redirect", b"d"); L.whiteout(0, "d")
+    L.dir(0, "m/n"); os.setxattr(L.p(0, "m/n"), "trusted.overlay.redirect", b"/d/s")
+    def ops(r):
+        return [result(ls, r), result(ls, j(r, "e")), result(read, j(r, "e/f")), result(ls, j(r, "m/n")),
+                result(os.rename, j(r, "e"), j(r, "m/e")), result(ls, j(r, "m/e")), result(read, j(r, "m/e/g")),
+                result(os.rename, j(r, "m/n"), j(r, "n2")), result(ls, j(r, "n2"))]
     return ops
 
 
@@ -577,7 +641,7 @@ def main():
     failed = 0
     start = time.time()
     for s in chosen:
-        problems = differential(binary, s.layers, s)
+        problems = differential(binary, s.layers, s, opts=s.opts)
         print(f"scenario {s.__name__} ... {'FAILED' if problems else 'ok'}")
         for p in problems:
             print("    " + p)
