@@ -153,22 +153,6 @@ fn ctl_load(ctl: &Ctl, p: &Path) -> String {
     ctl.ok(&["image", "load", "-i", &p.display().to_string()])
 }
 
-/// Load `input`; it must fail with `want` in the message and leave the store as it was.
-fn must_fail(ctl: &Ctl, input: &Path, want: &str) {
-    let before = ctl.snapshot();
-    let o = ctl.run(&["image", "load", "-i", &input.display().to_string()]);
-    assert!(!o.ok, "{} loaded: {}", input.display(), o.stdout);
-    assert!(o.stderr.starts_with("unionctl: error: "), "{}: {}", input.display(), o.stderr);
-    assert!(
-        o.stderr.to_lowercase().contains(&want.to_lowercase()),
-        "{}: expected {want:?} in {}",
-        input.display(),
-        o.stderr
-    );
-    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}: not one line: {}", input.display(), o.stderr);
-    assert_eq!(ctl.snapshot(), before, "{} changed the store", input.display());
-}
-
 #[test]
 fn bad_input_is_refused_and_the_store_stays_as_it_was() {
     let t = tmp();
@@ -193,7 +177,7 @@ fn bad_input_is_refused_and_the_store_stays_as_it_was() {
     let manifest = serde_json::json!([{"Config": format!("{id}.json"), "RepoTags": ["x:1"], "Layers": paths}]);
     files.push(("manifest.json".into(), serde_json::to_vec(&manifest).unwrap()));
     fs::write(&docker_bad, tar_of(&files)).unwrap();
-    must_fail(&ctl, &docker_bad, "diff_id mismatch");
+    ctl.must_fail(&docker_bad, "diff_id mismatch");
 
     // Compressed digest mismatch: a blob replaced by other (valid) data.
     let (_, _) = oci_layout(&p("digest"), &good, Comp::Gzip, "x");
@@ -202,7 +186,7 @@ fn bad_input_is_refused_and_the_store_stays_as_it_was() {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut e, &good[2]).unwrap();
     fs::write(&blob, e.finish().unwrap()).unwrap();
-    must_fail(&ctl, &p("digest"), "digest mismatch");
+    ctl.must_fail(&p("digest"), "digest mismatch");
 
     // A truncated gzip stream.
     oci_layout(&p("trunc"), &good, Comp::Gzip, "x");
@@ -210,24 +194,24 @@ fn bad_input_is_refused_and_the_store_stays_as_it_was() {
     let gz = gzip(&good[1]);
     let blob = p("trunc/blobs/sha256").join(sha(&gz));
     fs::write(&blob, &gz[..gz.len() / 2]).unwrap();
-    must_fail(&ctl, &p("trunc"), "layer");
+    ctl.must_fail(&p("trunc"), "layer");
 
     // Malformed JSON.
     oci_layout(&p("json"), &good, Comp::Gzip, "x");
     fs::write(p("json/index.json"), b"{\"schemaVersion\": 2, \"manifests\": [").unwrap();
-    must_fail(&ctl, &p("json"), "json");
+    ctl.must_fail(&p("json"), "json");
 
     // A missing blob.
     oci_layout(&p("missing"), &good, Comp::Gzip, "x");
     fs::remove_file(p("missing/blobs/sha256").join(sha(&gzip(&good[1])))).unwrap();
-    must_fail(&ctl, &p("missing"), "missing");
+    ctl.must_fail(&p("missing"), "missing");
 
     // Unknown formats.
     fs::create_dir_all(p("emptydir")).unwrap();
-    must_fail(&ctl, &p("emptydir"), "unknown image format");
+    ctl.must_fail(&p("emptydir"), "unknown image format");
     fs::write(p("random.bin"), vec![7u8; 4096]).unwrap();
-    must_fail(&ctl, &p("random.bin"), "");
-    must_fail(&ctl, &p("does-not-exist"), "no such file");
+    ctl.must_fail(&p("random.bin"), "");
+    ctl.must_fail(&p("does-not-exist"), "no such file");
 }
 
 #[test]
@@ -265,7 +249,7 @@ fn malicious_layers_never_write_outside_the_store() {
     for (name, tarball, want) in cases {
         let dir = t.path().join(name);
         docker_archive(&dir.with_extension("tar"), &[tarball], &["evil:1"], false);
-        must_fail(&ctl, &dir.with_extension("tar"), want);
+        ctl.must_fail(&dir.with_extension("tar"), want);
     }
     assert!(fs::read_dir(&victim).unwrap().next().is_none(), "something was written through the symlink");
     assert!(!Path::new("/tmp/escaped-abs").exists());

@@ -127,34 +127,28 @@ impl Drop for Pin {
 }
 
 impl Real {
-    /// A real object that is always open (a layer root, a detached copy).
-    pub fn fixed(fd: Fd, cache: &Arc<FdCache>) -> io::Result<Real> {
-        let st = at::fstat(fd.as_raw_fd())?;
-        Ok(Real(Arc::new(Inner {
-            loc: RwLock::new(Loc::Fixed),
+    fn make(loc: Loc, st: &at::Stat, fd: Fd, cache: Arc<FdCache>) -> Real {
+        Real(Arc::new(Inner {
+            referenced: AtomicBool::new(!matches!(loc, Loc::Fixed)),
+            loc: RwLock::new(loc),
             dev: st.st_dev,
             ino: st.st_ino,
             dir: st.st_mode & libc::S_IFMT == libc::S_IFDIR,
             slot: Mutex::new(Some(fd)),
-            referenced: AtomicBool::new(false),
             pins: AtomicU32::new(0),
-            cache: cache.clone(),
-        })))
+            cache,
+        }))
+    }
+
+    /// A real object that is always open (a layer root, a detached copy).
+    pub fn fixed(fd: Fd, cache: &Arc<FdCache>) -> io::Result<Real> {
+        let st = at::fstat(fd.as_raw_fd())?;
+        Ok(Real::make(Loc::Fixed, &st, fd, cache.clone()))
     }
 
     /// `name` in `parent`, just opened as `fd` with attributes `st`.
     pub fn at(parent: &Real, name: &OsStr, fd: Fd, st: &at::Stat) -> Real {
-        let cache = parent.0.cache.clone();
-        let r = Real(Arc::new(Inner {
-            loc: RwLock::new(Loc::At(parent.clone(), name.to_os_string())),
-            dev: st.st_dev,
-            ino: st.st_ino,
-            dir: st.st_mode & libc::S_IFMT == libc::S_IFDIR,
-            slot: Mutex::new(Some(fd)),
-            referenced: AtomicBool::new(true),
-            pins: AtomicU32::new(0),
-            cache,
-        }));
+        let r = Real::make(Loc::At(parent.clone(), name.to_os_string()), st, fd, parent.0.cache.clone());
         r.0.cache.admit(&r.0);
         r
     }

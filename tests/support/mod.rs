@@ -122,23 +122,7 @@ impl UnionMount {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn unionfs");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !is_mounted(mnt) {
-            if let Ok(Some(st)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("unionfs exited ({st}) before mounting: {err}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("unionfs did not mount {} within 10s", mnt.display());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_mounted(&mut child, mnt);
         UnionMount { child: Some(child), mnt: mnt.to_path_buf() }
     }
 
