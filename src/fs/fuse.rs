@@ -156,7 +156,15 @@ impl Filesystem for Fuse {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let r = self.inode(parent).and_then(|p| lookup::lookup(&self.fs, &p, name));
-        self.entry(reply, r, "lookup");
+        match r {
+            // A negative entry the kernel may cache as long as positive ones:
+            // every change of the name comes through this mount.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let attr = attr::to_attr(0, &at::zeroed_stat());
+                reply.entry_with_nodeid(INodeNo(0), &self.ttl, &self.ttl, &attr, Generation(0))
+            }
+            r => self.entry(reply, r, "lookup"),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -334,7 +342,9 @@ impl Filesystem for Fuse {
             Ok(fh)
         });
         match r {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            // The kernel keeps the listing (every change of the directory
+            // comes through this mount and drops it).
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno("opendir", e)),
         }
     }

@@ -10,6 +10,12 @@ use std::path::PathBuf;
 
 pub type Stat = libc::stat;
 
+/// An all-zero `Stat` (for replies that carry no object, e.g. negative entries).
+pub fn zeroed_stat() -> Stat {
+    // SAFETY: libc::stat is plain data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
 /// `openat(dirfd, name, flags, mode)`, always with O_CLOEXEC.
 pub fn openat(dirfd: RawFd, name: &OsStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
     let c = cstr(name)?;

@@ -238,6 +238,23 @@ def rename_dirs(L):
     return ops
 
 
+# ------------------------------------------- kernel caches: listings, misses
+@scenario()
+def cached_listings_and_negative_entries(L):
+    L.file(1, "d/a", "a"); L.file(1, "d/b", "b"); L.file(0, "src", "s")
+    def ops(r):
+        out = [result(ls, j(r, "d")), result(lstat_t, j(r, "d/new")), result(lstat_t, j(r, "d/ln")),
+               result(lstat_t, j(r, "d/mv"))]
+        # Misses and a listing are cached now; each change must show at once.
+        out += [result(write, j(r, "d/new"), "n"), result(os.link, j(r, "src"), j(r, "d/ln")),
+                result(os.rename, j(r, "d/a"), j(r, "d/mv")), result(ls, j(r, "d")),
+                result(lstat_t, j(r, "d/new")), result(lstat_t, j(r, "d/ln")), result(read, j(r, "d/mv")),
+                result(lstat_t, j(r, "d/a")), result(os.unlink, j(r, "d/b")), result(ls, j(r, "d")),
+                result(os.mkdir, j(r, "d/b")), result(ls, j(r, "d")), result(lstat_t, j(r, "d/b"))]
+        return out
+    return ops
+
+
 # ------------------------------------------------ redirect_dir=on (both sides)
 @scenario(opts=",redirect_dir=on")
 def redirect_rename_in_place_and_back(L):
