@@ -374,9 +374,13 @@ pub fn rename(
     if (src_redirect || dst_redirect) && !fs.opts.redirect_dir.creates() {
         return Err(err(libc::EXDEV));
     }
+    // A target directory with lower parts must be logically empty (checked
+    // here, after EXDEV, as the kernel does); a purely upper one is left to
+    // the real rename, as the kernel leaves it (its ENOTEMPTY comes after the
+    // copy-ups, with the real filesystem's side effects).
+    let dst_pure = dst.as_ref().is_some_and(|d| d.upper.is_some() && d.lowers.is_empty());
     if let Some(d) = &dst {
-        // Checked after EXDEV, as the kernel does.
-        if !exchange && is_dir(&d.st) && !readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)? {
+        if !exchange && !dst_pure && is_dir(&d.st) && !readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)? {
             return Err(err(libc::ENOTEMPTY));
         }
     }
@@ -414,7 +418,7 @@ pub fn rename(
     }
     let dst_upper = probe(&fs.layers, &npup, newname)?;
     if let (Some(d), Probe::Entry(dreal, _)) = (&dst, &dst_upper) {
-        if is_dir(&d.st) {
+        if is_dir(&d.st) && (!dst_pure || readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)?) {
             // Logically empty: whatever it holds are whiteouts.
             remove_contents(dreal.fd()?.as_raw_fd())?;
         }

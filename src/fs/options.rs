@@ -94,7 +94,7 @@ impl Default for Options {
             timeout: Duration::from_secs(86400),
             threads: 0,
             fsync: true,
-            redirect_dir: RedirectDir::Off,
+            redirect_dir: RedirectDir::On,
             metacopy: false,
             index: false,
             userxattr: false,

@@ -122,6 +122,7 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--seeds", default="1-50")
     ap.add_argument("--ops", type=int, default=400)
+    ap.add_argument("--opts", default="", help="extra mount options for both sides, e.g. ,redirect_dir=on")
     args = ap.parse_args()
     lo, _, hi = args.seeds.partition("-")
     seeds = range(int(lo), int(hi or lo) + 1)
@@ -130,7 +131,7 @@ def main():
     start = time.time()
     for seed in seeds:
         setup.seed, setup.nops = seed, args.ops
-        problems = differential(binary, 2, setup)
+        problems = differential(binary, 2, setup, opts=args.opts)
         if problems:
             failed += 1
             print(f"seed {seed}: FAILED")

@@ -128,6 +128,9 @@ class Mounts:
         self.points = []
 
     def kernel(self, lower, upper, work, mnt, opts=""):
+        # unionfs's defaults where they differ from this kernel's.
+        if "redirect_dir=" not in opts:
+            opts += ",redirect_dir=on"
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                         f"lowerdir={lower},upperdir={upper},workdir={work}{opts}", mnt], check=True)
         self.points.append(mnt)

@@ -224,7 +224,7 @@ def rename_noreplace_exchange(L):
     return ops
 
 
-@scenario()
+@scenario(opts=",redirect_dir=off")
 def rename_dirs(L):
     L.file(1, "lowerdir/f", "f"); L.dir(1, "target")
     def ops(r):
@@ -232,7 +232,7 @@ def rename_dirs(L):
                result(os.rename, j(r, "up"), j(r, "up2")), result(os.rename, j(r, "up2"), j(r, "target")),
                result(ls, j(r, "target")), result(os.mkdir, j(r, "d1")), result(os.mkdir, j(r, "d2")),
                result(renameat2, j(r, "d1"), j(r, "d2"), 2)]
-        # Lower dirs: EXDEV without redirect_dir=on (mv then copies); both sides must agree.
+        # Lower dirs: EXDEV with redirect_dir=off (mv then copies); both sides must agree.
         out.append(result(os.rename, j(r, "lowerdir"), j(r, "moved")))
         return out + [result(ls, r)]
     return ops
@@ -255,8 +255,8 @@ def cached_listings_and_negative_entries(L):
     return ops
 
 
-# ------------------------------------------------ redirect_dir=on (both sides)
-@scenario(opts=",redirect_dir=on")
+# ------------------------------------- redirect_dir (on: unionfs's default)
+@scenario()
 def redirect_rename_in_place_and_back(L):
     L.file(1, "d/f", "f"); L.file(1, "d/sub/g", "g"); L.file(0, "d/h", "h")
     def ops(r):
@@ -266,7 +266,7 @@ def redirect_rename_in_place_and_back(L):
     return ops
 
 
-@scenario(opts=",redirect_dir=on")
+@scenario()
 def redirect_move_into_other_dirs(L):
     L.file(1, "a/b/c/f", "f"); L.dir(1, "x/y"); L.file(1, "x/y/z", "z"); L.file(0, "a/b/n", "n")
     def ops(r):
@@ -278,7 +278,7 @@ def redirect_move_into_other_dirs(L):
     return ops
 
 
-@scenario(opts=",redirect_dir=on")
+@scenario()
 def redirect_over_whiteouts_and_opaque(L):
     L.file(1, "src/f", "f"); L.file(1, "gone/g", "g"); L.file(1, "old/o", "o"); L.file(1, "t/x", "x")
     def ops(r):
@@ -292,7 +292,7 @@ def redirect_over_whiteouts_and_opaque(L):
     return ops
 
 
-@scenario(opts=",redirect_dir=on")
+@scenario()
 def redirect_rm_rf_and_recreate(L):
     L.file(1, "d/a/f", "f"); L.file(1, "d/b", "b"); L.file(0, "d/a/g", "g")
     def ops(r):
