@@ -157,6 +157,9 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
                     return Ok(Some(Found { upper: Some(fd), lowers: Vec::new(), opaque: false, redirect: None, st }));
                 }
                 let m = whiteout::dir_marks(layers, fd.fd()?.as_raw_fd());
+                if m.refused_redirect {
+                    return Err(err(libc::EPERM));
+                }
                 if let Some(r) = &m.redirect {
                     target = target.redirect(r);
                 }
@@ -180,6 +183,9 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
                     break;
                 }
                 let m = if dir { whiteout::dir_marks(layers, real.fd()?.as_raw_fd()) } else { Default::default() };
+                if m.refused_redirect {
+                    return Err(err(libc::EPERM));
+                }
                 let obj = RealObj { layer, real, xwh: m.xwhiteouts };
                 match &mut found {
                     None => found = Some(Found { upper: None, lowers: vec![obj], opaque: false, redirect: None, st }),

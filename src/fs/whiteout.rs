@@ -54,6 +54,9 @@ pub struct DirMarks {
     /// its lower parts are, relative to its parent (a name) or to the layers'
     /// roots (`/a/b`). Read only when the mount follows redirects.
     pub redirect: Option<std::ffi::OsString>,
+    /// A redirect record is there but the mount does not follow them
+    /// (`redirect_dir=nofollow`): the kernel refuses such a directory (EPERM).
+    pub refused_redirect: bool,
 }
 
 /// The markers of a real directory (held open O_RDONLY).
@@ -62,8 +65,13 @@ pub fn dir_marks(layers: &Layers, dirfd: RawFd) -> DirMarks {
     let mut m = DirMarks::default();
     if let Ok(names) = xattr::list(t) {
         let redirect = layers.xattr_name("redirect");
-        if layers.follow_redirects && names.iter().any(|x| x.as_slice() == redirect.as_bytes()) {
-            m.redirect = xattr::get(t, &redirect).ok().flatten().filter(|v| valid_redirect(v)).map(OsString::from_vec);
+        if names.iter().any(|x| x.as_slice() == redirect.as_bytes()) {
+            if layers.follow_redirects {
+                m.redirect =
+                    xattr::get(t, &redirect).ok().flatten().filter(|v| valid_redirect(v)).map(OsString::from_vec);
+            } else {
+                m.refused_redirect = true;
+            }
         }
         for (i, n) in layers.opaque_names().iter().enumerate() {
             if !names.iter().any(|x| x.as_slice() == n.as_bytes()) {

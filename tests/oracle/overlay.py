@@ -97,7 +97,11 @@ def snapshot(root):
     for d, dirs, files in os.walk(root):
         for n in sorted(dirs + files):
             p = os.path.join(d, n)
-            st = os.lstat(p)
+            try:
+                st = os.lstat(p)
+            except OSError as e:
+                out.append((p[len(root):], "error", e.errno))
+                continue
             is_dir = stat.S_ISDIR(st.st_mode)
             if stat.S_ISREG(st.st_mode):
                 with open(p, "rb") as f:

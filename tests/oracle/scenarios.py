@@ -318,6 +318,24 @@ def redirect_in_lower_layers_stacked(L):
     return ops
 
 
+def stacked_layers(L):
+    L.file(2, "d/f", "f"); L.file(1, "d/g", "g")
+    L.dir(0, "e"); os.setxattr(L.p(0, "e"), "trusted.overlay.redirect", b"d"); L.whiteout(0, "d")
+    def ops(r):
+        return [result(ls, r), result(ls, j(r, "e")), result(os.rename, j(r, "e"), j(r, "e2")), result(ls, j(r, "e2"))]
+    return ops
+
+
+@scenario(layers=3, opts=",redirect_dir=follow")
+def redirect_follow_only(L):
+    return stacked_layers(L)
+
+
+@scenario(layers=3, opts=",redirect_dir=nofollow")
+def redirect_nofollow(L):
+    return stacked_layers(L)
+
+
 # -------------------------------------------------------------- hard links
 @scenario()
 def hard_links(L):
