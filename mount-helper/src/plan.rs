@@ -2,7 +2,7 @@
 //! filtering, the user-mount policy, the checks made before anything runs.
 
 use crate::args::Args;
-use crate::exit::{os_msg, Failure, FAILURE};
+use crate::exit::{os_msg, Failure, FAILURE, USAGE};
 use crate::options::{filter, split, Filtered};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -18,10 +18,16 @@ pub struct Plan {
     pub filtered: Filtered,
 }
 
-/// Build the plan. `as_root`: the helper runs with euid 0; otherwise this is
-/// a user mount (fstab `user`/`users`, or a user running the helper
-/// directly): unionfs mounts through fusermount3 and keeps its private
-/// xattrs in `user.overlay.*` (`userxattr` is added).
+/// The options that make an fstab line mountable by ordinary users.
+const USER_MOUNTABLE: &[&str] = &["user", "users", "owner", "group"];
+
+/// Build the plan. `as_root`: the helper runs with euid 0. Otherwise this is
+/// a user mount: mount(8) runs helpers with the user's own ids, and hands
+/// them fstab lines without `user`/`users` too, so the helper keeps the
+/// fstab rule itself (exit 1 without one of them). unionfs then mounts
+/// through fusermount3 (whose own rules apply: a mountpoint the user may
+/// write, `allow_other` only with `user_allow_other` in /etc/fuse.conf) and
+/// keeps its private xattrs in `user.overlay.*` (`userxattr` is added).
 pub fn plan(args: &Args, as_root: bool) -> Result<Plan, Failure> {
     let mut list = Vec::new();
     if args.read_only {
@@ -34,6 +40,13 @@ pub fn plan(args: &Args, as_root: bool) -> Result<Plan, Failure> {
         list.extend(split(o));
     }
     let mut filtered = filter(&list, args.sloppy)?;
+    let user_mountable = filtered.dropped.iter().any(|o| USER_MOUNTABLE.contains(&o.split('=').next().unwrap_or(o)));
+    if !as_root && !user_mountable {
+        return Err(Failure::new(
+            USAGE,
+            "only root can mount this: an ordinary user needs `user` or `users` in the fstab line (or -o user)",
+        ));
+    }
     filtered.check_layers()?;
     // The source mount(8) and `mount -a` match fstab lines against.
     if !filtered.has("fsname") && !args.spec.is_empty() && !args.spec.contains([',', '\\']) {
@@ -120,6 +133,10 @@ mod tests {
         assert_eq!(p.options, "rw,noexec,nosuid,nodev,lowerdir=/a,fsname=none,userxattr");
         let a = args(&["mysrc", "/m", "-o", "users,lowerdir=/a,userxattr,fsname=given"]);
         assert_eq!(plan(&a, false).unwrap().options, "lowerdir=/a,userxattr,fsname=given");
+        // A line without user/users: root only.
+        let a = args(&["none", "/m", "-o", "rw,lowerdir=/a,nofail"]);
+        assert_eq!(plan(&a, false).unwrap_err().code, USAGE);
+        assert!(plan(&a, true).is_ok());
     }
 
     #[test]
