@@ -52,7 +52,7 @@ step() {
     fi
 }
 
-step "build" cargo build --all-targets --quiet || true
+step "build" cargo build --workspace --all-targets --quiet || true
 BIN=$PWD/target/debug/unionfs
 if [ ! -x "$BIN" ]; then
     echo "build failed: no $BIN"
@@ -60,8 +60,8 @@ if [ ! -x "$BIN" ]; then
     exit 1
 fi
 step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy -D warnings" cargo clippy --all-targets --quiet -- -D warnings
-step "cargo test (unit + integration)" cargo test --all-targets
+step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "cargo test (unit + integration)" cargo test --workspace --all-targets
 step "differential scenarios vs kernel overlay" python3 tests/oracle/scenarios.py "$BIN"
 step "differential fuzzing vs kernel overlay" python3 tests/oracle/fuzz.py "$BIN" --seeds 1-150 --ops 500
 step "pjdfstest: kernel overlay vs unionfs" scripts/pjdfstest.sh "$BIN"

@@ -1,35 +1,9 @@
 //! `unionctl`: the container-storage tool built on unionfs.
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::Parser;
+use unionfs::cli::app::{Cli, Cmd};
 use unionfs::cli::image::{self, ImageCmd};
 use unionfs::store::Store;
-
-#[derive(Parser, Debug)]
-#[command(name = "unionctl", version, about = "Load container images into a layer store and work with them")]
-struct Cli {
-    /// Store root (default /var/lib/unionctl as root, else $XDG_DATA_HOME/unionctl)
-    #[arg(long, global = true)]
-    root: Option<PathBuf>,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Manage images
-    Image {
-        #[command(subcommand)]
-        cmd: ImageCmd,
-    },
-    /// List images (same as `image ls`)
-    Images {
-        #[arg(short, long)]
-        quiet: bool,
-        #[arg(long, default_value = "table")]
-        format: String,
-    },
-}
 
 fn main() {
     let cli = Cli::parse();

@@ -1,4 +1,5 @@
 //! Command-line front ends: argument handling and output only; the work happens below.
 
+pub mod app;
 pub mod image;
 pub mod mount;
