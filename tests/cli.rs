@@ -147,10 +147,18 @@ fn mount_fuse_form_with_source_argument() {
     let l = Layout::new(1);
     l.lower_file(0, "f", "x");
     let m = Command::new(BIN)
-        .args(["unionfs", &l.mnt.display().to_string(), "-o", &format!("rw,{}", l.opts())])
+        .args(["ctr-7", &l.mnt.display().to_string(), "-o", &format!("rw,{}", l.opts())])
         .status()
         .unwrap();
     let ok = m.success() && is_mounted(&l.mnt) && fs::read_to_string(l.m("f")).ok().as_deref() == Some("x");
+    // SOURCE is the source column, as mount.fuse users expect.
+    let want = l.mnt.canonicalize().unwrap();
+    let source = fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .find(|line| line.split(' ').nth(1).map(std::path::PathBuf::from) == Some(want.clone()))
+        .and_then(|line| line.split(' ').next().map(str::to_string));
     force_umount(&l.mnt);
     assert!(ok, "SOURCE MOUNTPOINT -o form did not mount");
+    assert_eq!(source.as_deref(), Some("ctr-7"));
 }

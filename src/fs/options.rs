@@ -338,7 +338,13 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
     // `unionfs SOURCE MOUNTPOINT` (mount.fuse form) or `unionfs MOUNTPOINT`.
     let mountpoint = match positional.len() {
         1 => positional.remove(0),
-        2 => positional.remove(1),
+        2 => {
+            // The source column shows SOURCE unless fsname= says otherwise.
+            if opts.fsname.is_none() && !positional[0].is_empty() {
+                opts.fsname = Some(positional[0].clone());
+            }
+            positional.remove(1)
+        }
         0 => return Err("missing MOUNTPOINT".into()),
         _ => return Err(format!("too many arguments: {}", positional.join(" "))),
     };
