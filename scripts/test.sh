@@ -13,17 +13,20 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # ---- what the tests need
-# fuse3: fusermount3; attr: getfattr/setfattr; skopeo and podman: check
-# that saved images are archives they accept.
-PKGS="fuse3 attr skopeo podman"
+# fuse3: fusermount3; attr: getfattr/setfattr; acl: setfacl; libcap2-bin:
+# setcap/getcap; skopeo and podman: check that saved images are archives
+# they accept.
+need() { command -v "$1" >/dev/null || missing="$missing $2"; }
 missing=""
-command -v fusermount3 >/dev/null || missing="$missing fuse3"
-command -v getfattr >/dev/null || missing="$missing attr"
-command -v skopeo >/dev/null || missing="$missing skopeo"
-command -v podman >/dev/null || missing="$missing podman"
+need fusermount3 fuse3
+need getfattr attr
+need setfacl acl
+need setcap libcap2-bin
+need skopeo skopeo
+need podman podman
 if [ -n "$missing" ]; then
     echo "== apt-get install$missing"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null || {
         echo "apt-get install failed" >&2
         exit 1
     }

@@ -9,6 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 use support::*;
 
 fn names(p: &Path) -> Vec<String> {
@@ -349,4 +350,29 @@ fn uid_mapping_shifts_owners_both_ways() {
     std::os::unix::fs::chown(l.m("f"), Some(100005), None).unwrap();
     assert_eq!(fs::metadata(l.upper.join("f")).unwrap().uid(), 5);
     assert_eq!(errno(std::os::unix::fs::chown(l.m("f"), Some(5), None)), libc::EINVAL);
+}
+
+fn mounts_line(mnt: &Path) -> Option<Vec<String>> {
+    let want = mnt.canonicalize().ok()?;
+    fs::read_to_string("/proc/mounts")
+        .ok()?
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .find(|f| f.get(1).map(std::path::PathBuf::from).as_ref() == Some(&want))
+}
+
+#[test]
+fn proc_mounts_shows_the_subtype_and_fsname() {
+    let l = Layout::new(1);
+    {
+        let _m = l.mount();
+        let f = mounts_line(&l.mnt).expect("mount listed");
+        assert_eq!(f[2], "fuse.unionfs", "type column");
+        assert_eq!(f[0], "unionfs", "source column");
+    }
+    let _m = l.mount_with(&format!("{},fsname=ctr-42,subtype=myfs", l.opts()), &[]);
+    let f = mounts_line(&l.mnt).expect("mount listed");
+    assert_eq!((f[0].as_str(), f[2].as_str()), ("ctr-42", "fuse.myfs"));
+    let found = Command::new("findmnt").args(["-n", "-t", "fuse.myfs", "-o", "TARGET"]).output().expect("findmnt");
+    assert!(String::from_utf8_lossy(&found.stdout).contains(&*l.mnt.canonicalize().expect("canon").to_string_lossy()));
 }

@@ -90,8 +90,17 @@ fn copy_object(fs: &UnionFs, job: &Job<'_>) -> io::Result<Real> {
     }
     let upfd = job.updir.fd()?;
     let (updir, name) = (upfd.as_raw_fd(), job.name);
+    // A copy-up is not a change of the directory it lands in: its times are
+    // put back afterwards, as the kernel does.
+    let before = at::fstat(updir)?;
     match at::renameat2(work, &tmp, updir, name, at::RENAME_NOREPLACE) {
-        Ok(()) => {}
+        Ok(()) => {
+            let t = |s: i64, ns: i64| at::Time::At(s, ns);
+            let (a, m) = (t(before.st_atime, before.st_atime_nsec), t(before.st_mtime, before.st_mtime_nsec));
+            if let Err(e) = at::futimens(updir, a, m) {
+                debug!("cannot restore the times of {:?}'s directory: {e}", name);
+            }
+        }
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             remove_staged(work, &tmp, kind);
             // Another path copied it up first: use theirs; but a name removed

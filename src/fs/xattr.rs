@@ -6,6 +6,7 @@
 //! shown back unescaped, so an overlay can be built on top of this one. Any
 //! change copies the object up first.
 
+use crate::fs::attr::OVERRIDE_XATTR;
 use crate::fs::copy_up::copy_up;
 use crate::fs::inode::Inode;
 use crate::fs::lookup::err;
@@ -14,6 +15,7 @@ use crate::sys::xattr::{self, Target};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 fn target(ino: &Inode, fd: RawFd) -> Target {
@@ -45,8 +47,16 @@ pub fn has_default_acl(ino: &Inode) -> bool {
 
 const DEFAULT_ACL: &str = "system.posix_acl_default";
 
+/// The owner record is the union's own while it shows owners from it.
+fn is_override(fs: &UnionFs, name: &[u8]) -> bool {
+    fs.override_owners && name == OVERRIDE_XATTR.as_bytes()
+}
+
 pub fn get(fs: &UnionFs, ino: &Inode, name: &OsStr) -> io::Result<Vec<u8>> {
     check_enabled(fs)?;
+    if is_override(fs, name.as_bytes()) {
+        return Err(err(libc::ENODATA));
+    }
     let top = ino.snapshot().top_fd()?;
     let stored = fs.layers.escape(name);
     xattr::get(target(ino, top.as_raw_fd()), &stored)?.ok_or_else(|| err(libc::ENODATA))
@@ -60,6 +70,9 @@ pub fn list(fs: &UnionFs, ino: &Inode) -> io::Result<Vec<u8>> {
     let top = ino.snapshot().top_fd()?;
     let mut out = Vec::new();
     for n in xattr::list(target(ino, top.as_raw_fd()))? {
+        if is_override(fs, &n) {
+            continue;
+        }
         if let Some(shown) = fs.layers.unescape(&n) {
             out.extend_from_slice(&shown);
             out.push(0);
@@ -70,6 +83,9 @@ pub fn list(fs: &UnionFs, ino: &Inode) -> io::Result<Vec<u8>> {
 
 pub fn set(fs: &UnionFs, ino: &Arc<Inode>, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
     check_enabled(fs)?;
+    if is_override(fs, name.as_bytes()) {
+        return Err(err(libc::EPERM));
+    }
     fs.check_writable()?;
     let up = copy_up(fs, ino)?.fd()?;
     xattr::set(target(ino, up.as_raw_fd()), &fs.layers.escape(name), value, flags)
@@ -77,6 +93,9 @@ pub fn set(fs: &UnionFs, ino: &Arc<Inode>, name: &OsStr, value: &[u8], flags: i3
 
 pub fn remove(fs: &UnionFs, ino: &Arc<Inode>, name: &OsStr) -> io::Result<()> {
     check_enabled(fs)?;
+    if is_override(fs, name.as_bytes()) {
+        return Err(err(libc::EPERM));
+    }
     fs.check_writable()?;
     // Nothing to remove needs no copy-up.
     get(fs, ino, name)?;

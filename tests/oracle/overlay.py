@@ -91,7 +91,8 @@ class Layers:
 def snapshot(root):
     """The tree as a sorted list of comparable tuples: type+mode, owner, size,
     content hash, symlink target, rdev, user.* xattrs, nlink (non-dirs), and
-    mtime (exact when older than the test, else just 'new')."""
+    mtime, directories' too (exact when older than the test, else just 'new':
+    a copy-up must not make a directory new, a change must)."""
     out = []
     for d, dirs, files in os.walk(root):
         for n in sorted(dirs + files):
@@ -113,7 +114,7 @@ def snapshot(root):
             mtime = st.st_mtime_ns if st.st_mtime < OLD_TIME + 10 else "new"
             out.append((p[len(root):], oct(st.st_mode), st.st_uid, st.st_gid,
                         0 if is_dir else st.st_size, h, st.st_rdev,
-                        xs, 0 if is_dir else st.st_nlink, "dir" if is_dir else mtime))
+                        xs, 0 if is_dir else st.st_nlink, mtime))
     return sorted(out)
 
 
