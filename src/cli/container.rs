@@ -689,11 +689,12 @@ pub fn write_archive(output: Option<&Path>, what: &str, f: impl FnOnce(std::fs::
 
 fn export(store: &Store, which: &str, output: Option<PathBuf>) -> Result<()> {
     let c = containers::resolve(store, which)?;
+    let mut layers = vec![c.upper(store)];
+    layers.extend(c.image(store)?.layer_dirs(store)?);
+    mounts::sync(store, &c);
     write_archive(output.as_deref(), "an archive", |w| {
-        let view = mounts::View::open(store, &c)?;
-        let root = view.root()?;
         let bw = std::io::BufWriter::with_capacity(1 << 20, w);
-        let bw = archive::write_tree(root.as_raw_fd(), &archive::Options::default(), bw)?;
+        let bw = archive::write_merged(&layers, b"", &archive::Options::default(), bw)?;
         bw.into_inner().map_err(|e| e.into_error()).ctx("output")?;
         Ok(())
     })

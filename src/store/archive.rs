@@ -515,3 +515,159 @@ pub fn pipe_into(
         Ok(stats)
     })
 }
+
+/// Is `dir/name` a whiteout in one of the union's on-disk forms (char
+/// device 0:0, an overlay whiteout xattr on an empty file)?
+fn is_whiteout(dir: RawFd, name: &OsStr, st: &at::Stat) -> bool {
+    let fmt = st.st_mode & libc::S_IFMT;
+    if fmt == libc::S_IFCHR && st.st_rdev == 0 {
+        return true;
+    }
+    if fmt == libc::S_IFREG && st.st_size == 0 {
+        if let Ok(o) = at::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+            return XATTR_WHITEOUT
+                .iter()
+                .any(|n| matches!(xattr::get(xattr::Target::Path(o.as_raw_fd()), OsStr::new(n)), Ok(Some(_))));
+        }
+    }
+    false
+}
+
+/// Does the directory hide what lower layers have in it (OCI marker or overlay xattr)?
+fn is_opaque(dir: RawFd) -> bool {
+    at::lstatat(dir, OsStr::new(".wh..wh..opq")).is_ok()
+        || OPAQUE.iter().any(|n| matches!(xattr::get(xattr::Target::Fd(dir), OsStr::new(n)), Ok(Some(v)) if v == b"y"))
+}
+
+/// One directory of a union: the name -> (index of the layer that has it),
+/// whiteouts and OCI markers applied; the dirs are the same directory in
+/// each layer that contributes, top-most first.
+fn merged_names(dirs: &[OwnedFd]) -> io::Result<Vec<(OsString, usize)>> {
+    let mut hidden: std::collections::HashSet<OsString> = std::collections::HashSet::new();
+    let mut out: std::collections::BTreeMap<Vec<u8>, (OsString, usize)> = std::collections::BTreeMap::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let fd = d.as_raw_fd();
+        let mut whiteouts = Vec::new();
+        for (n, _, _) in at::read_dir_fd(fd)? {
+            if let Some(target) = n.strip_prefix(b".wh.") {
+                if target != b".wh..opq" {
+                    whiteouts.push(at::os(target).to_os_string());
+                }
+                continue;
+            }
+            let name = at::os(&n).to_os_string();
+            if hidden.contains(&name) || out.contains_key(n.as_slice()) {
+                continue;
+            }
+            let Ok(st) = at::lstatat(fd, &name) else { continue };
+            if is_whiteout(fd, &name, &st) {
+                whiteouts.push(name);
+                continue;
+            }
+            out.insert(n.clone(), (name, i));
+        }
+        // A layer's whiteouts hide lower layers' names, never its own.
+        hidden.extend(whiteouts);
+    }
+    Ok(out.into_values().collect())
+}
+
+/// The directories below `dirs[top]/name` that make up the merged directory.
+fn merged_children(dirs: &[OwnedFd], top: usize, name: &OsStr) -> io::Result<Vec<OwnedFd>> {
+    let mut out = Vec::new();
+    for (j, d) in dirs.iter().enumerate().skip(top) {
+        let fd = d.as_raw_fd();
+        if j > top {
+            let mut wh = b".wh.".to_vec();
+            wh.extend_from_slice(name.as_bytes());
+            if at::lstatat(fd, at::os(&wh)).is_ok() {
+                break;
+            }
+        }
+        let st = match at::lstatat(fd, name) {
+            Ok(st) => st,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            break;
+        }
+        let sub = at::openat(fd, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?;
+        let opaque = is_opaque(sub.as_raw_fd());
+        out.push(sub);
+        if opaque {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Write the union of `layers` (directories, top-most first: a container's
+/// upper, then its image's layers) as one tree, read straight from the
+/// layers: whiteouts and opaque directories applied, markers left out, hard
+/// links of a layer kept (they are one inode there). `sub` selects a
+/// directory inside the union (`""` for its root; no symlink is followed).
+pub fn write_merged<W: Write>(layers: &[std::path::PathBuf], sub: &[u8], opts: &Options, out: W) -> Result<W> {
+    let mut top: Vec<OwnedFd> = Vec::new();
+    for l in layers {
+        top.push(
+            at::openat(libc::AT_FDCWD, l.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                .map_err(|e| Error(format!("{}: {}", l.display(), crate::sys::tree::strip_os(&e))))?,
+        );
+    }
+    // Walk down to `sub` through the union.
+    for c in sub.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+        let name = OsStr::from_bytes(c);
+        let Some((_, i)) = merged_names(&top)?.into_iter().find(|(n, _)| n.as_os_str() == name) else {
+            return Err(Error(format!("{}: no such directory", String::from_utf8_lossy(sub))));
+        };
+        top = merged_children(&top, i, name)?;
+        if top.is_empty() {
+            return Err(Error(format!("{}: not a directory", String::from_utf8_lossy(sub))));
+        }
+    }
+    let first = top.first().ok_or_else(|| Error("no layers".into()))?;
+    let root_st = at::fstat(first.as_raw_fd())?;
+    let mut w =
+        Writer { b: tar::Builder::new(out), opts: opts.clone(), links: HashMap::new(), root_dev: root_st.st_dev };
+    if let Some(name) = &opts.root_name {
+        w.pax(&pax_xattrs(&w.xattrs(first.as_raw_fd())))?;
+        let over = OVERRIDE
+            .iter()
+            .find_map(|n| xattr::get(xattr::Target::Fd(first.as_raw_fd()), OsStr::new(n)).ok().flatten())
+            .and_then(|v| parse_override(&v));
+        let (uid, gid, mode) = match over {
+            Some(o) => (o.uid, o.gid, o.mode),
+            None => (root_st.st_uid, root_st.st_gid, root_st.st_mode & 0o7777),
+        };
+        let (uid, gid) = opts.owner.unwrap_or((uid, gid));
+        let mut h = header(tar::EntryType::Directory, mode, uid, gid, root_st.st_mtime, 0);
+        w.b.append_data(&mut h, name, io::empty()).ctx("tar")?;
+    }
+    struct Frame {
+        path: Vec<u8>,
+        dirs: Vec<OwnedFd>,
+        names: Vec<(OsString, usize)>,
+    }
+    let names = merged_names(&top)?.into_iter().rev().collect();
+    let mut stack = vec![Frame { path: opts.prefix.as_bytes().to_vec(), dirs: top, names }];
+    while let Some(frame) = stack.last_mut() {
+        let Some((name, i)) = frame.names.pop() else {
+            stack.pop();
+            continue;
+        };
+        let mut path = frame.path.clone();
+        path.extend_from_slice(name.as_bytes());
+        let fd = frame.dirs[i].as_raw_fd();
+        let is_dir =
+            w.entry(fd, &name, &path).map_err(|e| Error(format!("{}: {e}", String::from_utf8_lossy(&path))))?;
+        if is_dir {
+            let dirs = merged_children(&frame.dirs, i, &name)?;
+            let names = merged_names(&dirs)?.into_iter().rev().collect();
+            path.push(b'/');
+            stack.push(Frame { path, dirs, names });
+        }
+    }
+    w.b.finish().ctx("tar")?;
+    w.b.into_inner().ctx("tar")
+}

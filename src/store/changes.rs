@@ -63,6 +63,40 @@ fn stat_in(layer: RawFd, rel: &[u8]) -> Option<at::Stat> {
     (r == 0).then(|| unsafe { st.assume_init() })
 }
 
+fn lstat_in(layer: RawFd, rel: &[u8]) -> Option<at::Stat> {
+    at::lstatat(layer, OsStr::from_bytes(rel)).ok()
+}
+
+/// The path as the image has it: the top-most layer that has it decides,
+/// unless a layer above deleted it (a whiteout of it or of a parent). As in
+/// podman, an opaque directory of a layer does not hide what a lower layer
+/// has below it here (a path recreated there is `C`). A symlink is followed
+/// for the comparison, as the reference does.
+fn in_image(layers: &[OwnedFd], rel: &[u8]) -> Option<at::Stat> {
+    let comps: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
+    for l in layers {
+        let fd = l.as_raw_fd();
+        if let Some(st) = lstat_in(fd, rel) {
+            if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                return stat_in(fd, rel).or(Some(st));
+            }
+            return Some(st);
+        }
+        let mut parent: Vec<u8> = Vec::new();
+        for c in &comps {
+            let mut wh = parent.clone();
+            wh.extend_from_slice(b".wh.");
+            wh.extend_from_slice(c);
+            if lstat_in(fd, &wh).is_some() {
+                return None;
+            }
+            parent.extend_from_slice(c);
+            parent.push(b'/');
+        }
+    }
+    None
+}
+
 fn same_time(a: &at::Stat, b: &at::Stat) -> bool {
     a.st_mtime == b.st_mtime && (a.st_mtime_nsec == b.st_mtime_nsec || a.st_mtime_nsec == 0 || b.st_mtime_nsec == 0)
 }
@@ -117,7 +151,7 @@ pub fn changes(upper: &Path, lowers: &[std::path::PathBuf]) -> Result<Vec<Change
         let is_dir = fmt == libc::S_IFDIR;
         let obj = at::openat(cur.as_raw_fd(), &name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
         let rel = &path[1..];
-        let in_lower = || layers.iter().find_map(|l| stat_in(l.as_raw_fd(), rel));
+        let in_lower = || in_image(&layers, rel);
         let deleted = (fmt == libc::S_IFCHR && st.st_rdev == 0)
             || (fmt == libc::S_IFREG && st.st_size == 0 && has(obj.as_raw_fd(), &XATTR_WHITEOUT, None))
             || (is_dir && has(obj.as_raw_fd(), &OPAQUE, Some(b"y")) && in_lower().is_some());

@@ -298,12 +298,14 @@ pub fn apply_all(store: &Store, c: &Container, merged: &Path, applied: &mut Vec<
     let root =
         at::openat(libc::AT_FDCWD, merged.as_os_str(), libc::O_PATH | libc::O_DIRECTORY, 0).ctx(merged.display())?;
     let specs = ordered(c);
+    let mut layers = vec![c.upper(store)];
+    layers.extend(c.image(store)?.layer_dirs(store)?);
     // Every volume is filled from the image before anything is mounted over it.
     for m in specs.iter().filter(|m| m.kind == Kind::Volume) {
         let n = m.name.as_deref().unwrap_or_default();
         volumes::activate(store, n, &c.id)?;
         if !m.nocopy {
-            volumes::copy_up_once(store, n, root.as_raw_fd(), &m.destination)?;
+            volumes::copy_up_once(store, n, root.as_raw_fd(), &m.destination, &layers)?;
         }
     }
     for m in &specs {

@@ -319,8 +319,11 @@ pub fn deactivate(store: &Store, name: &str, ctr: &str) {
 }
 
 /// Fill an empty volume from the image's content at the container's
-/// `dst` (resolved inside the root `root`), once in the volume's life.
-pub fn copy_up_once(store: &Store, name: &str, root: std::os::fd::RawFd, dst: &str) -> Result<()> {
+/// `dst` (resolved inside the mounted root `root`, symlinks of the image
+/// followed there), once in the volume's life. The content is read from
+/// `layers` (the container's upper and its image's layers, top first), so
+/// hard links stay hard links.
+pub fn copy_up_once(store: &Store, name: &str, root: std::os::fd::RawFd, dst: &str, layers: &[PathBuf]) -> Result<()> {
     use std::os::fd::AsRawFd;
     let _l = lock(store, name)?;
     let mut v = get(store, name)?;
@@ -332,11 +335,15 @@ pub fn copy_up_once(store: &Store, name: &str, root: std::os::fd::RawFd, dst: &s
     if empty {
         if let Ok(src) = crate::sys::resolve::open(root, dst.as_bytes()) {
             let st = crate::sys::at::fstat(src.as_raw_fd())?;
+            // The real path of the destination below the root (no symlink in it).
+            let root_path = crate::sys::at::fd_path(root);
+            let real = crate::sys::at::fd_path(src.as_raw_fd());
+            let rel = real.strip_prefix(&root_path).map(|p| p.to_path_buf()).unwrap_or_default();
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                let dirfd = crate::sys::at::reopen(src.as_raw_fd(), libc::O_RDONLY | libc::O_DIRECTORY)?;
                 let opts = crate::store::archive::Options { root_name: Some("./".into()), ..Default::default() };
+                let rel = rel.as_os_str().as_encoded_bytes().to_vec();
                 crate::store::archive::pipe_into(
-                    |f| crate::store::archive::write_tree(dirfd.as_raw_fd(), &opts, f).map(drop),
+                    |f| crate::store::archive::write_merged(layers, &rel, &opts, f).map(drop),
                     &data,
                 )
                 .map_err(|e| Error(format!("volume {name}: filling it from the image at {dst}: {e}")))?;
