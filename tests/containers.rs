@@ -628,3 +628,94 @@ fn system_df_prune_and_info() {
     assert_eq!(e.ok(&["volume", "ls", "-q"]).lines().count(), 2, "named and a's anonymous volume stay");
     e.ok(&["rm", "-f", "a"]);
 }
+
+/// The unprivileged test user (created when absent): (uid, gid).
+fn test_user() -> (u32, u32) {
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, "unionfs-test"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|_| out.status.success())
+    };
+    if id("-u").is_none() {
+        let _ = Command::new("useradd").args(["-M", "-s", "/usr/sbin/nologin", "unionfs-test"]).status();
+    }
+    (id("-u").expect("uid of unionfs-test"), id("-g").expect("gid of unionfs-test"))
+}
+
+#[test]
+fn rootless_as_a_real_user() {
+    if Command::new("fusermount3").arg("-V").output().is_err() {
+        eprintln!("fusermount3 not installed: skipped");
+        return;
+    }
+    let e = Env::new();
+    let (uid, gid) = test_user();
+    oci_layout(&e.path("oci"), &rich_layers(), Comp::Gzip, "example/rich:1");
+    let home = e.path("home");
+    let host = e.path("hostdir");
+    for d in [&home, &host] {
+        fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
+    }
+    fs::write(host.join("f"), "host file").unwrap();
+    std::os::unix::fs::chown(host.join("f"), Some(uid), Some(gid)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_unionctl");
+    // The user's own store, by default under $XDG_DATA_HOME.
+    let script = format!(
+        r#"set -e
+export HOME={home} XDG_DATA_HOME={home}/share
+U={bin}
+$U image load -i {oci} >/dev/null
+$U create --name r -v rv:/data -v {host}:/hd:ro --tmpfs /tt example/rich:1 >/dev/null
+M=$($U mount r)
+echo "merged=$M"
+test -e $M/etc/added && test ! -e $M/etc/gone && test ! -e $M/opt/data/old
+echo "owned=$(stat -c %u:%g $M/etc/owned)"
+echo "dev=$(stat -c %F:%t:%T $M/dev/null)"
+echo changed > $M/etc/passwd
+rm $M/bin/su
+echo "hostmounts=$(grep -c "$M/" /proc/self/mountinfo || true)"
+echo "fstype=$(grep " $M " /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1)"
+$U unshare r sh -c 'cat $UNIONCTL_MERGED/hd/f; echo; echo in-volume > $UNIONCTL_MERGED/data/v; grep -c " $UNIONCTL_MERGED/" /proc/self/mountinfo; touch $UNIONCTL_MERGED/hd/x 2>/dev/null || echo ro-ok'
+echo "volume=$(cat $($U volume inspect --format '{{{{.Mountpoint}}}}' rv)/v)"
+$U inspect r | grep -q '"MountNamespace"' && echo ns-reported
+$U diff r | tr '\n' ' '; echo
+$U unmount r >/dev/null
+echo "after=$(grep -c "$M" /proc/self/mountinfo || true)"
+$U commit r example/rootless:1 >/dev/null
+$U create --name r2 example/rootless:1 >/dev/null
+M2=$($U mount r2)
+echo "committed=$(cat $M2/etc/passwd) owned2=$(stat -c %u:%g $M2/etc/owned) su=$(test -e $M2/bin/su && echo yes || echo no)"
+$U unmount r2 >/dev/null
+$U rm r r2 >/dev/null
+$U volume rm rv >/dev/null
+echo done
+"#,
+        home = home.display(),
+        oci = e.path("oci").display(),
+        host = host.display(),
+    );
+    let o = Command::new("setpriv")
+        .args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    // Whatever happened, nothing of the user's stays mounted.
+    for m in mounts_under(&home).iter().rev() {
+        let _ = Command::new("umount").arg("-l").arg(m).status();
+    }
+    assert!(o.status.success(), "as {uid}:{gid}:\n{out}\n{err}");
+    let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_default().to_string();
+    assert!(get("merged").starts_with(&home.join("share/unionctl/containers").display().to_string()), "{out}");
+    assert_eq!(get("owned"), "1000:1000", "override_stat owners not shown:\n{out}");
+    assert_eq!(get("dev"), "character special file:1:3", "{out}");
+    assert_eq!(get("fstype"), "fuse.unionfs", "{out}");
+    assert_eq!(get("hostmounts"), "0", "volume mounts made on the host:\n{out}");
+    assert!(out.contains("host file\n3\nro-ok\n"), "{out}");
+    assert_eq!(get("volume"), "in-volume");
+    assert!(out.contains("ns-reported"));
+    assert!(out.contains("C /bin D /bin/su A /data C /etc/passwd A /hd A /tt"), "{out}");
+    assert_eq!(get("after"), "0");
+    assert_eq!(get("committed"), "changed owned2=1000:1000 su=no", "{out}");
+    assert!(out.ends_with("done\n"), "{out}");
+}

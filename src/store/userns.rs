@@ -54,6 +54,7 @@ pub fn hold(store: &Store, id: &str, merged: &Path) -> Result<()> {
     let (uid, gid) = (crate::sys::geteuid(), unsafe_getegid());
     mount::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).ctx("unshare (user and mount namespace)")?;
     mount::map_self_to_root(uid, gid).ctx("user namespace id map")?;
+    crate::sys::at::set_unprivileged();
     let mut applied = Vec::new();
     mounts::apply_all(store, &c, merged, &mut applied)?;
     println!("K");
