@@ -450,7 +450,45 @@ fn a_dead_daemon_is_cleaned_up() {
     eventually("daemon dead", || daemons_of(&m).is_empty());
     e.ok(&["unmount", "d"]);
     assert!(mounts_under(&m).is_empty(), "{:?}", mounts_under(&m));
+    // A state from another boot names no live process: cleaned, then mounted anew.
+    let m = e.mount("d");
+    let id = e.inspect("d")["Id"].as_str().unwrap().to_string();
+    let state = e.ctl.root.join("containers").join(&id).join("mount.json");
+    let mut s: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    s["BootId"] = serde_json::json!("00000000-0000-0000-0000-000000000000");
+    fs::write(&state, serde_json::to_vec(&s).unwrap()).unwrap();
+    assert_eq!(e.inspect("d")["State"]["Mounted"], false);
+    assert_eq!(e.mount("d"), m);
+    assert_eq!(daemons_of(&m).len(), 1, "the old daemon was not stopped");
+    assert_eq!(e.inspect("d")["State"]["MountCount"], 1);
+    // A mount without any state (a unionctl killed before it wrote one): cleaned too.
+    fs::remove_file(&state).unwrap();
+    assert_eq!(e.ok(&["mount"]).trim(), "");
+    assert_eq!(e.mount("d"), m);
+    assert_eq!(daemons_of(&m).len(), 1);
+    fs::remove_file(&state).unwrap();
+    e.ok(&["unmount", "d"]);
+    assert!(mounts_under(&m).is_empty());
+    eventually("daemon gone", || daemons_of(&m).is_empty());
     e.ok(&["rm", "d"]);
+}
+
+#[test]
+fn read_only_root_size_and_status() {
+    let e = Env::new();
+    e.rich();
+    e.create(&["--name", "ro", "--read-only", "--tmpfs", "/run", "example/rich:1"]);
+    e.create(&["--name", "rw", "example/rich:1"]);
+    let m = e.mount("ro");
+    assert_eq!(fs::write(m.join("etc/x"), "x").unwrap_err().raw_os_error(), Some(libc::EROFS));
+    fs::write(m.join("run/ok"), "tmpfs stays writable").unwrap();
+    fs::write(m.join("data/ok"), "volumes stay writable").unwrap();
+    assert_eq!(e.inspect("ro")["HostConfig"]["ReadonlyRootfs"], true);
+    assert_eq!(e.ok(&["ps", "--format", "{{.Names}}", "--filter", "status=mounted"]).trim(), "ro");
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "-s", "rw"])).unwrap();
+    assert_eq!(v[0]["SizeRw"], 0);
+    assert!(v[0]["SizeRootFs"].as_u64().unwrap() > 0);
+    e.ok(&["unmount", "ro"]);
 }
 
 #[test]

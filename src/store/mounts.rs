@@ -219,6 +219,7 @@ pub fn mount(store: &Store, c: &Container) -> Result<PathBuf> {
         clean_dead(store, c, &s);
     }
     let merged = c.merged(store);
+    clean_orphan(&merged);
     fs::create_dir_all(&merged).ctx(merged.display())?;
     let opts = union_options(store, c)?;
     let daemon = spawn_unionfs(&opts, &merged).map_err(|e| Error(format!("mount {}: {e}", c.name)))?;
@@ -284,6 +285,24 @@ fn clean_dead(store: &Store, c: &Container, s: &State) {
         }
     }
     let _ = fs::remove_file(state_path(store, c));
+}
+
+/// A mount without state (a `unionctl mount` killed before it recorded
+/// one): detach it and stop its daemon. True when there was one.
+fn clean_orphan(merged: &Path) -> bool {
+    let daemons = process::find_by_last_arg("unionfs", merged.as_os_str());
+    let mounted = mount::mounted_type(merged).is_some();
+    if mounted {
+        let _ = unmount_fuse(merged, true);
+    }
+    for pid in &daemons {
+        if let Some(start) = process::start_time(*pid) {
+            let p = Proc { pid: *pid, start };
+            let _ = process::kill(p.pid, libc::SIGTERM);
+            wait_gone(&p, Duration::from_secs(2));
+        }
+    }
+    mounted || !daemons.is_empty()
 }
 
 /// Mounts in the order to apply them: parents before children.
@@ -445,7 +464,9 @@ pub enum Unmounted {
 /// A busy mount is reported (exit status 2) and nothing changes.
 pub fn unmount(store: &Store, c: &Container, all: bool) -> Result<Unmounted> {
     let _l = ctr_lock(store, c)?;
-    let Some(mut s) = state(store, c) else { return Ok(Unmounted::NotMounted) };
+    let Some(mut s) = state(store, c) else {
+        return Ok(if clean_orphan(&c.merged(store)) { Unmounted::Done } else { Unmounted::NotMounted });
+    };
     if !live(&s) {
         clean_dead(store, c, &s);
         return Ok(Unmounted::Done);
