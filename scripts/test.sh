@@ -66,7 +66,9 @@ step "differential scenarios vs kernel overlay" python3 tests/oracle/scenarios.p
 step "differential fuzzing vs kernel overlay" python3 tests/oracle/fuzz.py "$BIN" --seeds 1-150 --ops 500
 step "pjdfstest: kernel overlay vs unionfs" scripts/pjdfstest.sh "$BIN"
 
-leftover=$(awk '$3 ~ /^fuse/ || $1 == "overlay" {print $2}' /proc/mounts | grep -E '^/tmp/' || true)
+# FUSE and overlay mounts anywhere in /tmp; anything (tmpfs, binds) the
+# container tests mounted in their stores.
+leftover=$(awk '$3 ~ /^fuse/ || $1 == "overlay" || $2 ~ /^\/tmp\/unionctl-/ {print $2}' /proc/mounts | grep -E '^/tmp/' || true)
 if [ -n "$leftover" ]; then
     echo "mounts left behind by the tests:"
     echo "$leftover"

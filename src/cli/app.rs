@@ -1,12 +1,16 @@
-//! `unionctl`'s top-level command line (clap). The man pages and shell
-//! completions are generated from [`command`].
+//! `unionctl`'s command line (clap) and where each verb goes. The man pages
+//! and shell completions are generated from [`command`].
 
-use crate::cli::image::ImageCmd;
+use crate::cli::container::{self, ContainerCmd, CpArgs, CreateArgs, PsArgs};
+use crate::cli::image::{self, ImageCmd};
+use crate::cli::system::{self, SystemCmd};
+use crate::cli::volume::{self, VolumeCmd};
+use crate::store::Store;
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "unionctl", version, about = "Load container images into a layer store and work with them")]
+#[command(name = "unionctl", version, about = "Images, containers and volumes on unionfs")]
 pub struct Cli {
     /// Store root (default /var/lib/unionctl as root, else $XDG_DATA_HOME/unionctl)
     #[arg(long, global = true)]
@@ -29,6 +33,160 @@ pub enum Cmd {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Manage containers
+    Container {
+        #[command(subcommand)]
+        cmd: ContainerCmd,
+    },
+    /// Create a container from an image (prints its ID)
+    Create(CreateArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Show containers (JSON); images and volumes too, when no container has the name
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(short, long)]
+        size: bool,
+        #[arg(short, long, default_value = "json")]
+        format: String,
+    },
+    /// Remove containers
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(short, long)]
+        volumes: bool,
+        #[arg(short, long)]
+        all: bool,
+        containers: Vec<String>,
+    },
+    /// Mount containers (no argument: list mounted containers)
+    Mount {
+        containers: Vec<String>,
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Drop a mount reference; the last unmounts everything
+    #[command(alias = "umount")]
+    Unmount {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        force: bool,
+        containers: Vec<String>,
+    },
+    /// A (added), C (changed), D (deleted) against the image
+    Diff {
+        container: String,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Make an image of a container's changes
+    Commit {
+        #[arg(short, long)]
+        message: Option<String>,
+        #[arg(short, long)]
+        author: Option<String>,
+        #[arg(short, long)]
+        change: Vec<String>,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(short, long)]
+        pause: Option<Option<bool>>,
+        container: String,
+        image: Option<String>,
+    },
+    /// Write a container's filesystem as a tar
+    Export {
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Copy files between a container and the host
+    Cp(CpArgs),
+    /// Run a command where a mounted container's volumes are (rootless: its namespace)
+    Unshare {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        cmd: VolumeCmd,
+    },
+    /// Disk usage, pruning, information
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
+    /// Storage driver, store and counts
+    Info {
+        #[arg(short, long, default_value = "text")]
+        format: String,
+    },
+    /// (internal) hold a rootless container's mount namespace
+    #[command(name = "__ns-hold", hide = true)]
+    NsHold { id: String, merged: PathBuf },
+}
+
+fn inspect_any(store: &Store, names: &[String], size: bool, format: &str) -> crate::store::error::Result<()> {
+    let all = crate::store::containers::list(store)?;
+    if names.iter().all(|n| crate::store::containers::pick(&all, n).is_ok()) {
+        return container::run(
+            store,
+            ContainerCmd::Inspect { containers: names.to_vec(), size, format: format.into() },
+        );
+    }
+    if names.iter().all(|n| crate::store::images::resolve(store, n).is_ok()) {
+        return image::run(store, ImageCmd::Inspect { images: names.to_vec(), format: "json".into() });
+    }
+    if names.iter().all(|n| crate::store::volumes::get(store, n).is_ok()) {
+        return volume::run(store, VolumeCmd::Inspect { volumes: names.to_vec(), format: format.into() });
+    }
+    // The container error (ambiguous prefix, unknown name) says what is wrong.
+    for n in names {
+        crate::store::containers::pick(&all, n)?;
+    }
+    Ok(())
+}
+
+/// Run one parsed command line against its store.
+pub fn run(cli: Cli) -> crate::store::error::Result<()> {
+    let root = cli.root.unwrap_or_else(Store::default_root);
+    Store::open(&root).and_then(|store| match cli.cmd {
+        Cmd::Image { cmd } => image::run(&store, cmd),
+        Cmd::Images { quiet, format } => {
+            image::run(&store, ImageCmd::Ls { quiet, all: false, format, no_trunc: false })
+        }
+        Cmd::Container { cmd } => container::run(&store, cmd),
+        Cmd::Create(a) => container::run(&store, ContainerCmd::Create(a)),
+        Cmd::Ps(a) => container::run(&store, ContainerCmd::Ls(a)),
+        Cmd::Inspect { names, size, format } => inspect_any(&store, &names, size, &format),
+        Cmd::Rm { force, volumes, all, containers } => {
+            container::run(&store, ContainerCmd::Rm { force, volumes, all, containers })
+        }
+        Cmd::Mount { containers, format, no_trunc } => {
+            container::run(&store, ContainerCmd::Mount { containers, format, no_trunc })
+        }
+        Cmd::Unmount { all, force, containers } => {
+            container::run(&store, ContainerCmd::Unmount { all, force, containers })
+        }
+        Cmd::Diff { container: c, format } => container::run(&store, ContainerCmd::Diff { container: c, format }),
+        Cmd::Commit { message, author, change, quiet, pause, container: c, image } => {
+            container::run(&store, ContainerCmd::Commit { message, author, change, quiet, pause, container: c, image })
+        }
+        Cmd::Export { output, container: c } => container::run(&store, ContainerCmd::Export { output, container: c }),
+        Cmd::Cp(a) => container::run(&store, ContainerCmd::Cp(a)),
+        Cmd::Unshare { container: c, cmd } => container::run(&store, ContainerCmd::Unshare { container: c, cmd }),
+        Cmd::Volume { cmd } => volume::run(&store, cmd),
+        Cmd::System { cmd } => system::run(&store, cmd),
+        Cmd::Info { format } => system::info(&store, &format),
+        Cmd::NsHold { id, merged } => crate::store::userns::hold(&store, &id, &merged),
+    })
 }
 
 /// The clap definition of `unionctl`.

@@ -228,6 +228,18 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
             Ok(())
         }
         ImageCmd::Rm { images: which, force } => {
+            if force {
+                // As podman: -f removes the containers that use the images first.
+                let in_use = containers::images_in_use(store)?;
+                for w in &which {
+                    let img = images::resolve(store, w)?;
+                    for id in in_use.get(&img.id).map_or(&[][..], |v| v.as_slice()) {
+                        let c = containers::resolve(store, id)?;
+                        crate::cli::container::remove_one(store, &c, true, false)?;
+                        println!("Removed container: {id}");
+                    }
+                }
+            }
             let _lock = store.lock()?;
             for (id, step) in rm_plan(store, &which, force)? {
                 let mut img = images::resolve(store, &id)?;

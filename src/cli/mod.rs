@@ -1,5 +1,9 @@
 //! Command-line front ends: argument handling and output only; the work happens below.
 
 pub mod app;
+pub mod container;
+pub mod format;
 pub mod image;
 pub mod mount;
+pub mod system;
+pub mod volume;

@@ -10,8 +10,9 @@
 //! images/<image id>/image.json
 //! tmp/NAME                    unpacking happens here, then a rename into place
 //! tmp/locks/NAME.lock         held by the owner of tmp/NAME; <hex>.lock: per layer
-//! containers/<id>.json        container records (written by the container
-//!                             commands; read to keep their images)
+//! containers/<id>/container.json  container records (see containers.rs), with
+//! containers/<id>/{diff,work,merged}  the writable upper, work dir, mount point
+//! volumes/<name>/{volume.json,_data}  volumes (see volumes.rs)
 //! ```
 //!
 //! Everything is 0700: no other user reaches a layer's contents.
@@ -19,6 +20,9 @@
 //! Layers keep OCI whiteout markers (`.wh.NAME`, `.wh..wh..opq`) as plain
 //! files: no privilege is needed and unionfs reads them as lower layers.
 
+pub mod archive;
+pub mod changes;
+pub mod commit;
 pub mod compress;
 pub mod containers;
 pub mod digest;
@@ -28,13 +32,16 @@ pub mod images;
 pub mod layers;
 pub mod limits;
 pub mod load;
+pub mod mounts;
 pub mod recover;
 pub mod save;
 pub mod source;
 pub mod sparse;
 pub mod spec;
 pub mod unpack;
+pub mod userns;
 pub mod util;
+pub mod volumes;
 
 use crate::sys::at;
 use error::{Context, Result};
@@ -145,6 +152,7 @@ impl Store {
         let store = Store { root };
         recover::layers(&store);
         recover::tmp(&store);
+        recover::containers(&store);
         Ok(store)
     }
 
@@ -173,6 +181,12 @@ impl Store {
     /// The layer's lock when nobody holds it, else None.
     pub fn try_layer_lock(&self, diff_id: &digest::Digest) -> Result<Option<Lock>> {
         take_lock(&self.root.join("tmp/locks").join(format!("{}.lock", diff_id.hex())), false)
+    }
+
+    /// A lock of its own for one object (`ctr-<id>`, `vol-<name>`), kept in
+    /// tmp/locks (a free lock file may be swept; lockers take it again).
+    pub fn named_lock(&self, name: &str) -> Result<Lock> {
+        self.lock_file(&self.root.join("tmp/locks").join(format!("{name}.lock")))
     }
 
     fn lock_file(&self, p: &Path) -> Result<Lock> {

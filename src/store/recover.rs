@@ -71,3 +71,27 @@ pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let fd = at::openat(libc::AT_FDCWD, dir.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     at::syncfs(fd.as_raw_fd())
 }
+
+/// Remove container directories without their record (a removal cut
+/// short: the record goes first), unless their lock is held (being removed
+/// right now) or something is still mounted in them.
+pub fn containers(store: &Store) {
+    let Ok(rd) = fs::read_dir(store.root.join("containers")) else { return };
+    for e in rd.flatten() {
+        let dir = e.path();
+        if !dir.is_dir() || dir.join("container.json").exists() {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(Some(_lock)) = store.try_lock_path(&store.root.join("tmp/locks").join(format!("ctr-{name}.lock")))
+        else {
+            continue;
+        };
+        if dir.join("container.json").exists() || !crate::sys::mount::mounts_under(&dir).is_empty() {
+            continue;
+        }
+        if let Err(e) = tree::remove_tree(&dir) {
+            log::warn!("cannot remove the rest of container {name}: {}", tree::strip_os(&e));
+        }
+    }
+}

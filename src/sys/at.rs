@@ -309,7 +309,16 @@ pub fn syncfs(fd: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::syncfs(fd) }).map(drop)
 }
 
-/// The calling process's effective uid is 0.
+static UNPRIVILEGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The calling process's effective uid is 0 (and it is root of the host, not
+/// of a user namespace it made: see [`set_unprivileged`]).
 pub fn is_root() -> bool {
-    super::geteuid() == 0
+    super::geteuid() == 0 && !UNPRIVILEGED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// This process is root only inside a user namespace that maps one id: it
+/// records owners as an unprivileged user does.
+pub fn set_unprivileged() {
+    UNPRIVILEGED.store(true, std::sync::atomic::Ordering::Relaxed);
 }

@@ -5,7 +5,9 @@
 
 pub mod at;
 pub mod fusemount;
+pub mod mount;
 pub mod process;
+pub mod resolve;
 pub mod tree;
 pub mod xattr;
 

@@ -118,3 +118,104 @@ pub fn umount(path: &std::path::Path, lazy: bool) -> io::Result<()> {
     // SAFETY: valid C string.
     cvt(unsafe { libc::umount2(c.as_ptr(), flags) }).map(drop)
 }
+
+/// What identifies a process across pid reuse: its pid and start time
+/// (clock ticks after boot, /proc/PID/stat field 22).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields follow the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // rest starts at field 3 (state); field 22 is index 19.
+    if f.first() == Some(&"Z") || f.first() == Some(&"X") {
+        return None;
+    }
+    f.get(19)?.parse().ok()
+}
+
+/// Is the process `pid` that started at `start` still running (not a zombie)?
+pub fn alive(pid: i32, start: u64) -> bool {
+    pid > 0 && start_time(pid) == Some(start)
+}
+
+/// This boot's id (records from before a reboot name no live process).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// kill(2).
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: no pointers.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// The pids of the processes whose executable name (`comm`) is `comm` and
+/// whose last argument is `last_arg`.
+pub fn find_by_last_arg(comm: &str, last_arg: &std::ffi::OsStr) -> Vec<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(c) = std::fs::read(format!("/proc/{pid}/comm")) else { continue };
+        if c.strip_suffix(b"\n").unwrap_or(&c) != comm.as_bytes() {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let last = cmdline.strip_suffix(b"\0").unwrap_or(&cmdline).rsplit(|b| *b == 0).next().unwrap_or_default();
+        if last == last_arg.as_bytes() {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A process that uses something at or below `dir`: its working directory,
+/// root, an open descriptor or a mapped file. `(pid, command name)`.
+pub fn user_of(dir: &std::path::Path) -> Option<(i32, String)> {
+    let me = std::process::id() as i32;
+    let under = |p: &std::path::Path| p.starts_with(dir);
+    let rd = std::fs::read_dir("/proc").ok()?;
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let base = std::path::PathBuf::from(format!("/proc/{pid}"));
+        let mut hit = ["cwd", "root"].iter().any(|l| std::fs::read_link(base.join(l)).is_ok_and(|p| under(&p)));
+        if !hit {
+            if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
+                hit = fds.flatten().any(|f| std::fs::read_link(f.path()).is_ok_and(|p| under(&p)));
+            }
+        }
+        if !hit {
+            if let Ok(maps) = std::fs::read_to_string(base.join("maps")) {
+                hit = maps.lines().filter_map(|l| l.find('/').map(|i| &l[i..])).any(|p| under(std::path::Path::new(p)));
+            }
+        }
+        if hit {
+            let comm = std::fs::read_to_string(base.join("comm")).unwrap_or_default().trim().to_string();
+            return Some((pid, comm));
+        }
+    }
+    None
+}
+
+/// 32 random bytes as 64 hex digits (container and volume IDs).
+pub fn random_hex64() -> io::Result<String> {
+    let mut b = [0u8; 32];
+    let mut got = 0;
+    while got < b.len() {
+        // SAFETY: the buffer is writable for the length given.
+        let n = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), b.len() - got, 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        got += n as usize;
+    }
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}

@@ -1,0 +1,887 @@
+//! `unionctl create|ps|inspect|rm|mount|unmount|diff|commit|export|cp|unshare`
+//! (also under `unionctl container ...`): argument handling and output; the
+//! work happens in [`crate::store`].
+
+use crate::cli::format::{self, Format};
+use crate::store::containers::{self, Container, CreateOpts, Kind};
+use crate::store::error::{err, Context, Error, Result};
+use crate::store::mounts::{self, Unmounted};
+use crate::store::util::{ago, human_size, parse_rfc3339};
+use crate::store::{archive, changes, commit, images, volumes, Store};
+use crate::sys::{at, resolve};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::ffi::OsStr;
+use std::io::{IsTerminal, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Name of the container (default: a generated one)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Volume: NAME:/dst[:ro|:nocopy], /dst (anonymous), /host/path:/dst[:ro] (bind)
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// type=volume|bind|tmpfs,source=...,target=...[,readonly][,volume-nocopy][,tmpfs-size=...]
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// DST[:size=64m,mode=1777,...]
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Mount the container's root read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// KEY=VALUE
+    #[arg(short = 'l', long)]
+    pub label: Vec<String>,
+    /// KEY=VALUE
+    #[arg(short = 'e', long)]
+    pub env: Vec<String>,
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    pub image: String,
+    /// The command (default: the image's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PsArgs {
+    /// All containers (they are all shown: none runs; accepted for compatibility)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Sizes: the writable layer, and virtual = writable + image
+    #[arg(short, long)]
+    pub size: bool,
+    /// IDs only
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// name=, label=KEY[=VALUE], ancestor=IMAGE, id=, status=created|mounted
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// table, json, or a template ('{{.ID}} {{.Names}}')
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// The newest container only
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CpArgs {
+    /// Keep owners (uid/gid) of the source
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Follow a symlink given as the source
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// SRC: CTR:PATH, a host path, or - (a tar on stdin)
+    pub src: String,
+    /// DEST: CTR:PATH, a host path, or - (a tar on stdout)
+    pub dest: String,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ContainerCmd {
+    /// Create a container from an image (prints its ID)
+    Create(CreateArgs),
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(PsArgs),
+    /// Show everything about containers (JSON)
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        #[arg(short, long)]
+        size: bool,
+        #[arg(short, long, default_value = "json")]
+        format: String,
+    },
+    /// Remove containers
+    #[command(alias = "remove")]
+    Rm {
+        /// Unmount mounted ones first
+        #[arg(short, long)]
+        force: bool,
+        /// Also remove their anonymous volumes
+        #[arg(short, long)]
+        volumes: bool,
+        /// Every container
+        #[arg(short, long)]
+        all: bool,
+        containers: Vec<String>,
+    },
+    /// Mount containers and print the merged paths (no argument: list mounted containers)
+    Mount {
+        containers: Vec<String>,
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Drop a mount reference (the last one unmounts everything)
+    #[command(alias = "umount")]
+    Unmount {
+        /// Every mounted container, completely
+        #[arg(short, long)]
+        all: bool,
+        /// Drop every reference at once
+        #[arg(short, long)]
+        force: bool,
+        containers: Vec<String>,
+    },
+    /// Changes to the image: A (added), C (changed), D (deleted)
+    Diff {
+        container: String,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Make an image of a container's changes
+    Commit {
+        #[arg(short, long)]
+        message: Option<String>,
+        #[arg(short, long)]
+        author: Option<String>,
+        /// Dockerfile instruction: 'CMD ...', 'ENV k=v', 'LABEL k=v', 'WORKDIR /x', ...
+        #[arg(short, long)]
+        change: Vec<String>,
+        /// Print only the image ID
+        #[arg(short, long)]
+        quiet: bool,
+        /// Accepted for compatibility (a container is never running)
+        #[arg(short, long)]
+        pause: Option<Option<bool>>,
+        container: String,
+        image: Option<String>,
+    },
+    /// Write the container's filesystem as a tar (volumes excluded)
+    Export {
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Copy files between a container and the host
+    Cp(CpArgs),
+    /// Run a command where the container's volumes are mounted (rootless: its user+mount namespace)
+    Unshare {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+}
+
+fn name_of(c: &Container) -> &str {
+    if c.name.is_empty() {
+        c.short_id()
+    } else {
+        &c.name
+    }
+}
+
+pub fn run(store: &Store, cmd: ContainerCmd) -> Result<()> {
+    match cmd {
+        ContainerCmd::Create(a) => create(store, a),
+        ContainerCmd::Ls(a) => ps(store, a),
+        ContainerCmd::Inspect { containers, size, format } => inspect(store, &containers, size, &format),
+        ContainerCmd::Rm { force, volumes, all, containers } => rm(store, &containers, force, volumes, all),
+        ContainerCmd::Mount { containers, format, no_trunc } => mount(store, &containers, &format, no_trunc),
+        ContainerCmd::Unmount { all, force, containers } => unmount(store, &containers, all, force),
+        ContainerCmd::Diff { container, format } => diff(store, &container, &format),
+        ContainerCmd::Commit { message, author, change, quiet, pause: _, container, image } => {
+            let c = containers::resolve(store, &container)?;
+            let id = commit::commit(store, &c, &commit::Opts { message, author, changes: change, name: image })?;
+            let _ = quiet;
+            println!("{id}");
+            Ok(())
+        }
+        ContainerCmd::Export { output, container } => export(store, &container, output),
+        ContainerCmd::Cp(a) => cp(store, a),
+        ContainerCmd::Unshare { container, cmd } => {
+            let c = containers::resolve(store, &container)?;
+            crate::store::userns::enter(store, &c, &cmd)
+        }
+    }
+}
+
+fn create(store: &Store, a: CreateArgs) -> Result<()> {
+    let mut mounts = Vec::new();
+    for v in &a.volume {
+        mounts.push(containers::parse_volume_flag(v)?);
+    }
+    for m in &a.mount {
+        mounts.push(containers::parse_mount_flag(m)?);
+    }
+    for t in &a.tmpfs {
+        mounts.push(containers::parse_tmpfs_flag(t)?);
+    }
+    let o = CreateOpts {
+        name: a.name,
+        image: a.image,
+        cmd: a.cmd,
+        mounts,
+        labels: a.label,
+        env: a.env,
+        workdir: a.workdir,
+        user: a.user,
+        entrypoint: a.entrypoint,
+        read_only: a.read_only,
+    };
+    let c = containers::create(store, &o)?;
+    println!("{}", c.id);
+    Ok(())
+}
+
+fn sizes(store: &Store, c: &Container) -> (u64, u64) {
+    let rw = crate::sys::tree::du_path(&c.upper(store));
+    let image = c.image(store).map_or(0, |i| i.size);
+    (rw, rw + image)
+}
+
+fn matches(store: &Store, c: &Container, mounted: bool, f: &str) -> Result<bool> {
+    let (k, v) = f.split_once('=').ok_or_else(|| Error(format!("invalid filter {f:?} (KEY=VALUE)")))?;
+    Ok(match k {
+        "name" => {
+            let (start, end) = (v.starts_with('^'), v.ends_with('$') && v.len() > 1);
+            let core = v.trim_start_matches('^').trim_end_matches('$');
+            match (start, end) {
+                (true, true) => c.name == core,
+                (true, false) => c.name.starts_with(core),
+                (false, true) => c.name.ends_with(core),
+                _ => c.name.contains(core),
+            }
+        }
+        "id" => c.id.starts_with(v),
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => c.config.labels.get(lk).is_some_and(|x| x == lv),
+            None => c.config.labels.contains_key(v),
+        },
+        "ancestor" => match images::resolve(store, v) {
+            Ok(i) => c.image_hex() == i.id,
+            Err(_) => c.image_name == v || c.image_hex().starts_with(v),
+        },
+        "status" => match v {
+            "created" => true,
+            "mounted" => mounted,
+            "running" | "exited" | "paused" | "restarting" | "removing" | "dead" => false,
+            _ => return err(format!("invalid status filter {v:?}")),
+        },
+        "volume" => c.mounts.iter().any(|m| m.name.as_deref() == Some(v) || m.destination == v),
+        _ => return err(format!("invalid filter {k:?} (name, id, label, ancestor, status, volume)")),
+    })
+}
+
+fn summary(store: &Store, c: &Container, mounted: Option<&PathBuf>, size: Option<(u64, u64)>) -> Value {
+    let created = parse_rfc3339(&c.created).unwrap_or(0);
+    let mut v = json!({
+        "Id": c.id,
+        "ID": c.id,
+        "Names": [c.name],
+        "Image": c.image_name,
+        "ImageID": c.image_hex(),
+        "Command": c.command(),
+        "Created": created,
+        "CreatedAt": c.created,
+        "RunningFor": ago(Some(created)),
+        "State": "created",
+        "Status": "Created",
+        "Mounted": mounted.is_some(),
+        "MergedDir": mounted,
+        "Labels": if c.config.labels.is_empty() { Value::Null } else { json!(c.config.labels) },
+        "Mounts": c.mounts.iter().map(|m| m.destination.clone()).collect::<Vec<_>>(),
+    });
+    if let Some((rw, root)) = size {
+        v["Size"] = json!({"rw": rw, "rootFsSize": root});
+    }
+    let _ = store;
+    v
+}
+
+fn ps(store: &Store, a: PsArgs) -> Result<()> {
+    let all = containers::list(store)?;
+    let mut rows = Vec::new();
+    for c in &all {
+        let mounted = mounts::mounted(store, c).map(|(p, _)| p);
+        let mut keep = true;
+        for f in &a.filter {
+            keep &= matches(store, c, mounted.is_some(), f)?;
+        }
+        if keep {
+            rows.push((c, mounted));
+        }
+    }
+    if a.latest {
+        rows.truncate(1);
+    }
+    let fmt = format::parse(&a.format);
+    if a.quiet {
+        for (c, _) in &rows {
+            println!("{}", if a.no_trunc { &c.id } else { c.short_id() });
+        }
+        return Ok(());
+    }
+    if !matches!(fmt, Format::Table) {
+        let objs: Vec<Value> =
+            rows.iter().map(|(c, m)| summary(store, c, m.as_ref(), a.size.then(|| sizes(store, c)))).collect();
+        return format::print_objects(&fmt, &objs);
+    }
+    let mut header = vec!["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"];
+    if a.size {
+        header.push("SIZE");
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(c, m)| {
+            let mut cmd = c.command().join(" ");
+            if !a.no_trunc && cmd.chars().count() > 20 {
+                cmd = cmd.chars().take(17).collect::<String>() + "...";
+            }
+            let mut r = vec![
+                if a.no_trunc { c.id.clone() } else { c.short_id().to_string() },
+                c.image_name.clone(),
+                cmd,
+                ago(parse_rfc3339(&c.created)),
+                if m.is_some() { "Created (mounted)".into() } else { "Created".into() },
+                String::new(),
+                c.name.clone(),
+            ];
+            if a.size {
+                let (rw, v) = sizes(store, c);
+                r.push(format!("{} (virtual {})", human_size(rw), human_size(v)));
+            }
+            r
+        })
+        .collect();
+    format::table(&header, &table);
+    Ok(())
+}
+
+/// Docker's `Mounts` entries.
+fn mounts_json(store: &Store, c: &Container) -> Vec<Value> {
+    c.mounts
+        .iter()
+        .map(|m| {
+            let (source, driver, propagation) = match m.kind {
+                Kind::Volume => {
+                    (volumes::data(store, m.name.as_deref().unwrap_or_default()).display().to_string(), "local", "")
+                }
+                Kind::Bind => (m.source.clone().unwrap_or_default(), "", "rprivate"),
+                Kind::Tmpfs => (String::new(), "", ""),
+            };
+            let mut v = json!({
+                "Type": m.kind.as_str(),
+                "Source": source,
+                "Destination": m.destination,
+                "Driver": driver,
+                "Mode": if m.rw { "" } else { "ro" },
+                "RW": m.rw,
+                "Propagation": propagation,
+            });
+            if let Some(n) = &m.name {
+                v["Name"] = json!(n);
+            }
+            if m.kind == Kind::Tmpfs || m.nocopy {
+                let mut opts = m.options.clone();
+                if m.nocopy {
+                    opts.push("nocopy".into());
+                }
+                v["Options"] = json!(opts);
+            }
+            v
+        })
+        .collect()
+}
+
+pub fn inspect_json(store: &Store, c: &Container, size: bool) -> Result<Value> {
+    let lowers: Vec<String> = match c.image(store) {
+        Ok(i) => i.layer_dirs(store)?.iter().map(|p| p.display().to_string()).collect(),
+        Err(_) => Vec::new(),
+    };
+    let state = mounts::mounted(store, c);
+    let cmd = c.command();
+    let mut v = json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": cmd.first().cloned().unwrap_or_default(),
+        "Args": cmd.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": "created",
+            "Running": false,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": 0,
+            "ExitCode": 0,
+            "Error": "",
+            "StartedAt": "0001-01-01T00:00:00Z",
+            "FinishedAt": "0001-01-01T00:00:00Z",
+            "Mounted": state.is_some(),
+            "MountCount": state.as_ref().map_or(0, |(_, s)| s.count),
+            "DaemonPid": state.as_ref().map_or(0, |(_, s)| s.daemon.pid),
+        },
+        "Image": c.image_id,
+        "ImageName": c.image_name,
+        "Name": c.name,
+        "Driver": "unionfs",
+        "Config": {
+            "Hostname": c.short_id(),
+            "User": c.config.user,
+            "Env": c.config.env,
+            "Cmd": c.config.cmd,
+            "Entrypoint": c.config.entrypoint,
+            "WorkingDir": c.config.working_dir,
+            "Labels": c.config.labels,
+            "Image": c.image_name,
+        },
+        "HostConfig": {
+            "ReadonlyRootfs": c.read_only,
+            "Binds": c.mounts.iter().filter(|m| m.kind != Kind::Tmpfs).map(|m| {
+                let src = m.name.clone().or_else(|| m.source.clone()).unwrap_or_default();
+                format!("{src}:{}{}", m.destination, if m.rw { "" } else { ":ro" })
+            }).collect::<Vec<_>>(),
+            "Tmpfs": c.mounts.iter().filter(|m| m.kind == Kind::Tmpfs)
+                .map(|m| (m.destination.clone(), json!(m.options.join(","))))
+                .collect::<serde_json::Map<String, Value>>(),
+        },
+        "GraphDriver": {
+            "Name": "unionfs",
+            "Data": {
+                "LowerDir": lowers.join(":"),
+                "UpperDir": c.upper(store).display().to_string(),
+                "WorkDir": c.work(store).display().to_string(),
+                "MergedDir": c.merged(store).display().to_string(),
+            }
+        },
+        "Mounts": mounts_json(store, c),
+    });
+    if !at::is_root() && !c.mounts.is_empty() {
+        let ns = state.as_ref().and_then(|(_, s)| s.namespace.clone());
+        v["MountNamespace"] = json!({
+            "Kind": "user+mount namespace (rootless: the volume, bind and tmpfs mounts are not on the host)",
+            "Path": ns.map(|n| format!("/proc/{}/ns/mnt", n.pid)),
+            "Enter": format!("unionctl unshare {} [CMD]", name_of(c)),
+        });
+    }
+    if size {
+        let (rw, root) = sizes(store, c);
+        v["SizeRw"] = json!(rw);
+        v["SizeRootFs"] = json!(root);
+    }
+    Ok(v)
+}
+
+fn inspect(store: &Store, which: &[String], size: bool, format: &str) -> Result<()> {
+    let all = containers::list(store)?;
+    let mut out = Vec::new();
+    for w in which {
+        out.push(inspect_json(store, containers::pick(&all, w)?, size)?);
+    }
+    match format::parse(format) {
+        Format::Table | Format::Json => println!("{}", serde_json::to_string_pretty(&out)?),
+        f => format::print_objects(&f, &out)?,
+    }
+    Ok(())
+}
+
+/// Remove one container (its mounts first with `force`).
+pub fn remove_one(store: &Store, c: &Container, force: bool, anon_volumes: bool) -> Result<()> {
+    let removal = || -> Result<()> {
+        let _lock = store.lock()?;
+        containers::remove(store, c)?;
+        if anon_volumes {
+            let users = volumes::users(store)?;
+            for m in c.mounts.iter().filter(|m| m.kind == Kind::Volume && m.anonymous) {
+                let n = m.name.as_deref().unwrap_or_default();
+                if users.get(n).is_none_or(|u| u.is_empty()) {
+                    volumes::remove(store, n)?;
+                }
+            }
+        }
+        Ok(())
+    };
+    if force {
+        mounts::force_unmount(store, c)?;
+    }
+    mounts::with_unmounted(store, c, removal)
+}
+
+fn rm(store: &Store, which: &[String], force: bool, vols: bool, all: bool) -> Result<()> {
+    let list = containers::list(store)?;
+    let targets: Vec<String> = if all { list.iter().map(|c| c.id.clone()).collect() } else { which.to_vec() };
+    if targets.is_empty() {
+        return err("rm needs at least one container (or --all)");
+    }
+    let mut last = Ok(());
+    for w in &targets {
+        let r = containers::pick(&list, w).and_then(|c| remove_one(store, c, force, vols).map(|()| c.id.clone()));
+        match r {
+            Ok(id) => println!("{id}"),
+            Err(e) => {
+                if targets.len() > 1 {
+                    eprintln!("unionctl: error: {e}");
+                    last = Err(Error(format!("{} of {} containers not removed", 1, targets.len())));
+                } else {
+                    last = Err(e);
+                }
+            }
+        }
+    }
+    last
+}
+
+fn mount(store: &Store, which: &[String], format: &str, no_trunc: bool) -> Result<()> {
+    if which.is_empty() {
+        let mut rows = Vec::new();
+        let mut objs = Vec::new();
+        for c in containers::list(store)? {
+            if let Some((p, s)) = mounts::mounted(store, &c) {
+                rows.push(vec![
+                    if no_trunc { c.id.clone() } else { c.short_id().to_string() },
+                    p.display().to_string(),
+                ]);
+                objs.push(json!({"id": c.id, "Names": [c.name], "mountpoint": p, "MountCount": s.count}));
+            }
+        }
+        match format::parse(format) {
+            Format::Table => {
+                for r in rows {
+                    println!("{}  {}", r[0], r[1]);
+                }
+            }
+            f => format::print_objects(&f, &objs)?,
+        }
+        return Ok(());
+    }
+    let all = containers::list(store)?;
+    for w in which {
+        let c = containers::pick(&all, w)?;
+        let p = mounts::mount(store, c)?;
+        println!("{}", p.display());
+    }
+    Ok(())
+}
+
+fn unmount(store: &Store, which: &[String], all: bool, force: bool) -> Result<()> {
+    let list = containers::list(store)?;
+    if all {
+        for c in &list {
+            if mounts::state(store, c).is_some() {
+                while let Unmounted::Released(_) = mounts::unmount(store, c, true)? {}
+                println!("{}", c.id);
+            }
+        }
+        return Ok(());
+    }
+    if which.is_empty() {
+        return err("unmount needs at least one container (or --all)");
+    }
+    for w in which {
+        let c = containers::pick(&list, w)?;
+        mounts::unmount(store, c, force)?;
+        println!("{w}");
+    }
+    Ok(())
+}
+
+fn diff(store: &Store, which: &str, format: &str) -> Result<()> {
+    let c = containers::resolve(store, which)?;
+    let img = c.image(store)?;
+    mounts::sync(store, &c);
+    let ch = changes::changes(&c.upper(store), &img.layer_dirs(store)?)?;
+    match format::parse(format) {
+        Format::Json => {
+            let pick = |k: changes::Kind| -> Vec<&str> {
+                ch.iter().filter(|x| x.kind == k).map(|x| x.path.as_str()).collect()
+            };
+            let v = json!({
+                "changed": pick(changes::Kind::Changed),
+                "added": pick(changes::Kind::Added),
+                "deleted": pick(changes::Kind::Deleted),
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table => {
+            let mut out = std::io::stdout().lock();
+            for x in &ch {
+                writeln!(out, "{} {}", x.kind.letter(), x.path).ctx("stdout")?;
+            }
+        }
+        Format::Template(t) => {
+            for x in &ch {
+                println!("{}", format::render(&t, &json!({"Kind": x.kind.letter().to_string(), "Path": x.path}))?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file output: `-`/None is standard output (never a terminal), else a
+/// temp file in the destination's directory renamed over it when complete.
+struct Output {
+    tmp: Option<(PathBuf, PathBuf)>,
+    file: std::fs::File,
+}
+
+impl Output {
+    fn open(o: Option<&Path>, what: &str) -> Result<Output> {
+        match o {
+            None => Self::stdout(what),
+            Some(p) if p.as_os_str() == "-" => Self::stdout(what),
+            Some(p) => {
+                if std::fs::metadata(p).is_ok_and(|m| !m.is_file()) {
+                    let file = std::fs::OpenOptions::new().write(true).open(p).ctx(p.display())?;
+                    return Ok(Output { tmp: None, file });
+                }
+                let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let t = dir.join(format!(
+                    ".{}.partial-{}",
+                    p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                    std::process::id()
+                ));
+                let file = std::fs::File::create(&t).ctx(t.display())?;
+                Ok(Output { tmp: Some((t, p.to_path_buf())), file })
+            }
+        }
+    }
+
+    fn stdout(what: &str) -> Result<Output> {
+        if std::io::stdout().is_terminal() {
+            return err(format!("refusing to write {what} to a terminal (use -o FILE or redirect standard output)"));
+        }
+        let fd = std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned().ctx("standard output")?;
+        Ok(Output { tmp: None, file: std::fs::File::from(fd) })
+    }
+
+    fn writer(&self) -> Result<std::fs::File> {
+        self.file.try_clone().ctx("output")
+    }
+
+    fn finish(self, ok: bool) -> Result<()> {
+        if let Some((t, p)) = self.tmp {
+            if !ok {
+                let _ = std::fs::remove_file(&t);
+                return Ok(());
+            }
+            self.file.sync_all().ctx(t.display())?;
+            std::fs::rename(&t, &p).ctx(p.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// Write a tar made by `f` to `-o` (or stdout).
+pub fn write_archive(output: Option<&Path>, what: &str, f: impl FnOnce(std::fs::File) -> Result<()>) -> Result<()> {
+    let out = Output::open(output, what)?;
+    let w = out.writer()?;
+    let r = f(w);
+    out.finish(r.is_ok())?;
+    r
+}
+
+fn export(store: &Store, which: &str, output: Option<PathBuf>) -> Result<()> {
+    let c = containers::resolve(store, which)?;
+    let mut layers = vec![c.upper(store)];
+    layers.extend(c.image(store)?.layer_dirs(store)?);
+    mounts::sync(store, &c);
+    write_archive(output.as_deref(), "an archive", |w| {
+        let bw = std::io::BufWriter::with_capacity(1 << 20, w);
+        let bw = archive::write_merged(&layers, b"", &archive::Options::default(), bw)?;
+        bw.into_inner().map_err(|e| e.into_error()).ctx("output")?;
+        Ok(())
+    })
+}
+
+/// `CTR:PATH` -> (container, path); None for a host path.
+fn split_ctr<'a>(all: &'a [Container], s: &'a str) -> Result<Option<(&'a Container, &'a str)>> {
+    if s.starts_with('/') || s.starts_with('.') || s == "-" {
+        return Ok(None);
+    }
+    let Some((c, p)) = s.split_once(':') else { return Ok(None) };
+    if c.contains('/') {
+        return Ok(None);
+    }
+    let ctr = containers::pick(all, c)?;
+    Ok(Some((ctr, if p.is_empty() { "/" } else { p })))
+}
+
+fn base(p: &str) -> String {
+    let t = p.trim_end_matches('/');
+    t.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(".").to_string()
+}
+
+fn cp(store: &Store, a: CpArgs) -> Result<()> {
+    let all = containers::list(store)?;
+    match (split_ctr(&all, &a.src)?, split_ctr(&all, &a.dest)?) {
+        (Some(_), Some(_)) => err("cp: copying between containers is not supported (copy through the host)"),
+        (None, None) => err("cp: one of SRC and DEST must be CONTAINER:PATH"),
+        (Some((c, p)), None) => cp_out(store, c, p, &a),
+        (None, Some((c, p))) => cp_in(store, c, p, &a),
+    }
+}
+
+fn me() -> (u32, u32) {
+    // SAFETY: no failure mode.
+    (crate::sys::geteuid(), unsafe { libc::getegid() })
+}
+
+/// The directory to unpack into and the name to give (docker cp's rules).
+fn destination(
+    dir_of: impl Fn(&str) -> Result<Option<bool>>,
+    dest: &str,
+    src_name: &str,
+    src_is_dir: bool,
+) -> Result<(String, String)> {
+    let contents = dest.ends_with("/.");
+    match dir_of(dest)? {
+        Some(true) => Ok((dest.to_string(), if contents { ".".into() } else { src_name.to_string() })),
+        Some(false) if src_is_dir => err(format!("cannot copy a directory to the file {dest}")),
+        _ if dest.ends_with('/') && !src_is_dir => err(format!("{dest}: no such directory")),
+        _ => {
+            let parent = match dest.trim_end_matches('/').rsplit_once('/') {
+                Some(("", _)) => "/".to_string(),
+                Some((p, _)) => p.to_string(),
+                None => ".".to_string(),
+            };
+            match dir_of(&parent)? {
+                Some(true) => Ok((parent, base(dest))),
+                _ => err(format!("{parent}: no such directory")),
+            }
+        }
+    }
+}
+
+fn cp_out(store: &Store, c: &Container, path: &str, a: &CpArgs) -> Result<()> {
+    let view = mounts::View::open(store, c)?;
+    let root = view.root()?;
+    let r = resolve::resolve(
+        root.as_raw_fd(),
+        path.as_bytes(),
+        resolve::How {
+            follow_last: a.follow_link || path.ends_with('/') || path.ends_with("/."),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| Error(format!("{}:{path}: {}", name_of(c), crate::sys::tree::strip_os(&e))))?;
+    let parent = at::reopen(r.parent.as_raw_fd(), libc::O_RDONLY | libc::O_DIRECTORY)?;
+    let (pfd, name) = match r.name {
+        Some(n) => (parent, n),
+        None => {
+            // The root (or a path that ends at it): its contents.
+            let d = at::reopen(
+                r.obj.as_ref().map_or(root.as_raw_fd(), |o| o.as_raw_fd()),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            )?;
+            (d, std::ffi::OsString::from("."))
+        }
+    };
+    let st = at::lstatat(pfd.as_raw_fd(), &name)?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let owner = if a.archive { None } else { Some(me()) };
+    let src_name =
+        if path.ends_with("/.") || name == "." { ".".to_string() } else { name.to_string_lossy().into_owned() };
+    if a.dest == "-" {
+        let arch_name = if src_name == "." { base(path) } else { src_name };
+        return write_archive(None, "an archive", |w| {
+            archive::write_one(pfd.as_raw_fd(), &name, &arch_name, owner, std::io::BufWriter::new(w))?
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .ctx("output")?;
+            Ok(())
+        });
+    }
+    let host_dir = |p: &str| -> Result<Option<bool>> {
+        match std::fs::metadata(p) {
+            Ok(m) => Ok(Some(m.is_dir())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).ctx(p),
+        }
+    };
+    let (dir, arch_name) = destination(host_dir, &a.dest, &src_name, is_dir)?;
+    let arch_name = if src_name == "." { ".".to_string() } else { arch_name };
+    let name2 = name.clone();
+    archive::pipe_into(
+        move |f| archive::write_one(pfd.as_raw_fd(), &name2, &arch_name, owner, f).map(drop),
+        Path::new(&dir),
+    )?;
+    Ok(())
+}
+
+fn cp_in(store: &Store, c: &Container, path: &str, a: &CpArgs) -> Result<()> {
+    // Writes go through the container's own mount (its volumes included).
+    let merged = mounts::mount(store, c)?;
+    let result = (|| -> Result<()> {
+        let root = at::openat(libc::AT_FDCWD, merged.as_os_str(), libc::O_PATH | libc::O_DIRECTORY, 0)
+            .ctx(merged.display())?;
+        let in_ctr = |p: &str| -> Result<Option<bool>> {
+            match resolve::open(root.as_raw_fd(), p.as_bytes()) {
+                Ok(fd) => Ok(Some(at::fstat(fd.as_raw_fd())?.st_mode & libc::S_IFMT == libc::S_IFDIR)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+                Err(e) => Err(Error(format!("{}:{p}: {}", name_of(c), crate::sys::tree::strip_os(&e)))),
+            }
+        };
+        let owner = if a.archive { None } else { Some((0, 0)) };
+        // The directory stays open (and is reached by its /proc path) while unpacking.
+        let target = |dir: &str| -> Result<(std::os::fd::OwnedFd, PathBuf)> {
+            let fd = resolve::open(root.as_raw_fd(), dir.as_bytes())
+                .map_err(|e| Error(format!("{}:{dir}: {}", name_of(c), crate::sys::tree::strip_os(&e))))?;
+            let d = at::reopen(fd.as_raw_fd(), libc::O_RDONLY | libc::O_DIRECTORY)?;
+            let p = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd()));
+            Ok((d, p))
+        };
+        if a.src == "-" {
+            if in_ctr(path)? != Some(true) {
+                return err(format!(
+                    "{}:{path}: not a directory (a tar from standard input goes into a directory)",
+                    name_of(c)
+                ));
+            }
+            let (_d, p) = target(path)?;
+            crate::store::unpack::unpack(std::io::stdin().lock(), &p)?;
+            return Ok(());
+        }
+        let src = Path::new(&a.src);
+        let (sdir, sname) = match (src.parent(), src.file_name()) {
+            (Some(p), Some(n)) => (if p.as_os_str().is_empty() { Path::new(".") } else { p }, n.to_os_string()),
+            _ => (src, std::ffi::OsString::from(".")),
+        };
+        let pfd =
+            at::openat(libc::AT_FDCWD, sdir.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0).ctx(sdir.display())?;
+        let mut sname = sname;
+        let mut pfd = pfd;
+        if a.follow_link {
+            if let Ok(real) = std::fs::canonicalize(src) {
+                let p = real.parent().unwrap_or(Path::new("/")).to_path_buf();
+                pfd = at::openat(libc::AT_FDCWD, p.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                    .ctx(p.display())?;
+                sname = real.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            }
+        }
+        let st = at::lstatat(pfd.as_raw_fd(), &sname)
+            .map_err(|e| Error(format!("{}: {}", a.src, crate::sys::tree::strip_os(&e))))?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let contents = a.src.ends_with("/.");
+        let src_name = if contents { ".".to_string() } else { sname.to_string_lossy().into_owned() };
+        let (dir, arch_name) = destination(in_ctr, path, &src_name, is_dir)?;
+        let arch_name = if contents { ".".to_string() } else { arch_name };
+        let (_d, dest) = target(&dir)?;
+        archive::pipe_into(
+            move |f| {
+                archive::write_one(pfd.as_raw_fd(), OsStr::from_bytes(sname.as_bytes()), &arch_name, owner, f).map(drop)
+            },
+            &dest,
+        )?;
+        Ok(())
+    })();
+    let released = mounts::unmount(store, c, false);
+    result?;
+    released.map(drop)
+}
