@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use unionfs::cli::image::{self, ImageCmd};
+use unionfs::cli::registry as reg;
 use unionfs::store::Store;
 
 #[derive(Parser, Debug)]
@@ -29,6 +30,14 @@ enum Cmd {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Pull an image from a registry (same as `image pull`)
+    Pull(reg::PullArgs),
+    /// Push an image to a registry (same as `image push`)
+    Push(reg::PushArgs),
+    /// Log in to a registry (credentials go to the auth file, 0600)
+    Login(reg::LoginArgs),
+    /// Remove the credentials of a registry
+    Logout(reg::LogoutArgs),
 }
 
 fn main() {
@@ -36,14 +45,25 @@ fn main() {
     // Warnings by default; RUST_LOG=debug shows what a load skipped (xattrs).
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).try_init();
     let root = cli.root.unwrap_or_else(Store::default_root);
-    let result = Store::open(&root).and_then(|store| match cli.cmd {
-        Cmd::Image { cmd } => image::run(&store, cmd),
-        Cmd::Images { quiet, format } => {
-            image::run(&store, ImageCmd::Ls { quiet, all: false, format, no_trunc: false })
-        }
-    });
+    let result = match cli.cmd {
+        // No store needed.
+        Cmd::Login(a) => reg::login(a),
+        Cmd::Logout(a) => reg::logout(a),
+        cmd => Store::open(&root).and_then(|store| run(&store, cmd)),
+    };
     if let Err(e) = result {
         eprintln!("unionctl: error: {e}");
         std::process::exit(unionfs::store::error::exit_status());
+    }
+}
+
+fn run(store: &Store, cmd: Cmd) -> unionfs::store::error::Result<()> {
+    match cmd {
+        Cmd::Image { cmd } => image::run(store, cmd),
+        Cmd::Images { quiet, format } => image::run(store, ImageCmd::Ls { quiet, all: false, format, no_trunc: false }),
+        Cmd::Pull(a) => reg::pull(store, a),
+        Cmd::Push(a) => reg::push(store, a),
+        Cmd::Login(a) => reg::login(a),
+        Cmd::Logout(a) => reg::logout(a),
     }
 }

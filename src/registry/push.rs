@@ -1,0 +1,140 @@
+//! `unionctl push`: HEAD each blob (skip what the registry has; mount it from
+//! another repository of the same registry the image came from), upload the
+//! rest (POST, then PUT to the latest Location with the digest), then the
+//! manifest with its exact media type. The config and manifest are the
+//! stored bytes, so the image pulled back has the same ID.
+
+use super::client::{Client, Options};
+use super::reference::Reference;
+use crate::store::digest::Digest;
+use crate::store::error::{err, Context, Result};
+use crate::store::images;
+use crate::store::Store;
+use std::fs::File;
+use ureq::http::Method;
+
+#[derive(Debug)]
+pub struct Pushed {
+    pub dest: String,
+    pub digest: Digest,
+    pub uploaded: usize,
+    pub skipped: usize,
+}
+
+fn with_query(url: &str, q: &str) -> String {
+    format!("{url}{}{q}", if url.contains('?') { "&" } else { "?" })
+}
+
+/// Upload one blob unless the registry has it; true when it was sent.
+fn blob(c: &Client, store: &Store, d: &Digest, mount_from: &[String], say: &dyn Fn(&str)) -> Result<bool> {
+    let what = format!("blob {}", d.short());
+    let mut r = c.call(Method::HEAD, &c.url(&format!("blobs/{d}")), &[], true)?;
+    match r.status().as_u16() {
+        200 => {
+            say(&format!("Copying blob {} skipped: already exists", d.short()));
+            return Ok(false);
+        }
+        404 => {}
+        _ => return Err(c.fail(&what, &mut r)),
+    }
+    let path = store.blob_path(d);
+    let f = File::open(&path).ctx(format!("{what}: not in the store"))?;
+    let mut location = None;
+    for from in mount_from {
+        let url = c.url(&format!("blobs/uploads/?mount={d}&from={from}"));
+        let mut r = c.send(Method::POST, &url, &[], &[][..])?;
+        match r.status().as_u16() {
+            201 => {
+                say(&format!("Copying blob {} mounted from {from}", d.short()));
+                return Ok(false);
+            }
+            // Not there: the answer is a fresh upload.
+            202 => {
+                location = Client::header(&r, "location");
+                break;
+            }
+            _ => return Err(c.fail(&what, &mut r)),
+        }
+    }
+    let location = match location {
+        Some(l) => l,
+        None => {
+            let mut r = c.send(Method::POST, &c.url("blobs/uploads/"), &[], &[][..])?;
+            if r.status().as_u16() != 202 {
+                return Err(c.fail(&format!("{what}: starting the upload"), &mut r));
+            }
+            match Client::header(&r, "location") {
+                Some(l) => l,
+                None => return err(format!("{what}: the registry gave no upload Location")),
+            }
+        }
+    };
+    let url = with_query(&c.location(&location), &format!("digest={d}"));
+    say(&format!("Copying blob {}", d.short()));
+    let mut r = c.send(Method::PUT, &url, &[("Content-Type", "application/octet-stream".into())], f)?;
+    if r.status().as_u16() != 201 {
+        return Err(c.fail(&format!("{what}: upload"), &mut r));
+    }
+    Ok(true)
+}
+
+/// Push the stored image `image` to `dest` (its own name when None).
+pub fn push(store: &Store, image: &str, dest: Option<&str>, o: &Options, say: &dyn Fn(&str)) -> Result<Pushed> {
+    let img = images::resolve(store, image)?;
+    let dest = match dest {
+        Some(d) => d.to_string(),
+        None => match images::matching_name(&img, image) {
+            Some(n) => n,
+            None => return err(format!("{image}: name a destination (REGISTRY/REPOSITORY[:TAG])")),
+        },
+    };
+    let r = Reference::parse(&dest)?;
+    let (config, _) = img.config(store)?;
+    let (manifest, mdigest) = crate::store::save::manifest_of(store, &img, config.len() as u64)?;
+    let mt = serde_json::from_slice::<serde_json::Value>(&manifest)
+        .ok()
+        .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| crate::store::spec::OCI_MANIFEST.to_string());
+    let c = Client::connect(&r.registry, &r.repository, o, "pull,push")?;
+    // Other repositories of this registry the image has names in.
+    let mount_from: Vec<String> = img
+        .names
+        .iter()
+        .filter_map(|n| Reference::parse(n).ok())
+        .filter(|n| n.registry == r.registry && n.repository != r.repository)
+        .map(|n| n.repository)
+        .collect();
+    let mut digests = vec![Digest::parse(&img.config_digest)?];
+    for b in &img.layer_blobs {
+        let d = Digest::parse(&b.digest)?;
+        if !digests.contains(&d) {
+            digests.push(d);
+        }
+    }
+    let (mut uploaded, mut skipped) = (0, 0);
+    // Layers first, the config last (as skopeo does).
+    for d in digests.iter().skip(1).chain(digests.first()) {
+        if blob(&c, store, d, &mount_from, say)? {
+            uploaded += 1;
+        } else {
+            skipped += 1;
+        }
+    }
+    let reference = r.tag.clone().unwrap_or_else(|| mdigest.to_string());
+    if let Some(want) = &r.digest {
+        if *want != mdigest {
+            return err(format!("{dest}: the image's manifest is {mdigest}, not {want}"));
+        }
+    }
+    say("Writing manifest to image destination");
+    let mut resp = c.send(Method::PUT, &c.url(&format!("manifests/{reference}")), &[("Content-Type", mt)], manifest)?;
+    if resp.status().as_u16() != 201 {
+        return Err(c.fail(&format!("manifest {dest}"), &mut resp));
+    }
+    if let Some(theirs) = Client::header(&resp, "docker-content-digest") {
+        if theirs != mdigest.as_str() {
+            log::warn!("the registry names the manifest {theirs}, we computed {mdigest}");
+        }
+    }
+    Ok(Pushed { dest: r.to_string(), digest: mdigest, uploaded, skipped })
+}
