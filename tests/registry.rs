@@ -124,3 +124,108 @@ fn plain_http_pull_matches_load_and_reuses_layers() {
     assert!(o.stderr.contains("1 new layers, 1 already stored"), "{}", o.stderr);
     assert_eq!(reg.blob_gets(&base_blob), before, "the shared layer was not downloaded");
 }
+
+/// An OCI layout whose tag names an index of two images: this machine's and s390x's.
+fn multi_arch_layout(dir: &Path, tag: &str) -> String {
+    let host = layer(&[M::File("arch.txt", b"host\n", 0o644)]);
+    let (host_built, host_md) = oci_layout(dir, &[host], Comp::Gzip, "host");
+    let other = layer(&[M::File("arch.txt", b"s390x\n", 0o644)]);
+    let diff = sha(&other);
+    let mut cfg: serde_json::Value = serde_json::from_slice(&config(&[diff])).unwrap();
+    cfg["architecture"] = "s390x".into();
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let put = |data: &[u8]| {
+        let d = sha(data);
+        fs::write(dir.join("blobs/sha256").join(&d), data).unwrap();
+        d
+    };
+    let blob = gzip(&other);
+    let (cd, ld) = (put(&cfg), put(&blob));
+    let m = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{cd}"), "size": cfg.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": format!("sha256:{ld}"), "size": blob.len()}]}))
+    .unwrap();
+    let md = put(&m);
+    let host_len = fs::metadata(dir.join("blobs/sha256").join(&host_md)).unwrap().len();
+    let idx = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{md}"), "size": m.len(), "platform": {"os": "linux", "architecture": "s390x"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{host_md}"), "size": host_len, "platform": {"os": "linux", "architecture": host_arch()}},
+    ]}))
+    .unwrap();
+    let id = put(&idx);
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": format!("sha256:{id}"), "size": idx.len(), "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    host_built.id
+}
+
+#[test]
+fn every_image_form_pulls_and_pushes_back() {
+    let t = tmp();
+    let reg = Registry::start(t.path(), Auth::None);
+    let ctl = Ctl::new(&t.path().join("s"));
+    let h = &reg.host;
+    // OCI with zstd layers, Docker schema2, a multi-arch index.
+    let (zst, _) = oci_layout(&t.path().join("zst"), &rich_layers(), Comp::Zstd, "z");
+    skopeo_push(&t.path().join("zst"), "z", &format!("{h}/forms/zstd:1"), &[]);
+    let v2layers = vec![layer(&[M::File("docker.txt", b"schema2\n", 0o644)])];
+    let (v2, _) = oci_layout(&t.path().join("v2"), &v2layers, Comp::Gzip, "d");
+    skopeo_push(&t.path().join("v2"), "d", &format!("{h}/forms/docker:1"), &["--format", "v2s2"]);
+    let host_id = multi_arch_layout(&t.path().join("multi"), "m");
+    skopeo_push(&t.path().join("multi"), "m", &format!("{h}/forms/multi:1"), &["--all"]);
+
+    let o = pull(&ctl, &format!("{h}/forms/zstd:1"), &[]);
+    assert_eq!(pulled_id(&o), zst.id);
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{h}/forms/docker:1")]);
+    assert!(raw.contains("application/vnd.docker.distribution.manifest.v2+json"), "{raw}");
+    let o = pull(&ctl, &format!("{h}/forms/docker:1"), &[]);
+    let docker_id = pulled_id(&o);
+    assert_eq!(docker_id, v2.id, "skopeo keeps the config bytes");
+    let o = pull(&ctl, &format!("{h}/forms/multi:1"), &[]);
+    assert_eq!(pulled_id(&o), host_id, "this machine's entry of the index");
+    let arch = ctl.root.join("layers").join(
+        ctl.layers().iter().find(|l| fs::read(ctl.root.join("layers").join(l).join("diff/arch.txt")).is_ok()).unwrap(),
+    );
+    assert_eq!(fs::read(arch.join("diff/arch.txt")).unwrap(), b"host\n");
+    let o = pull(&ctl, &format!("{h}/forms/multi:1"), &["--platform", "linux/s390x"]);
+    assert!(o.ok, "{}", o.stderr);
+    let o = ctl.run(&["pull", "--tls-verify=false", "--platform", "linux/mips", &format!("{h}/forms/multi:1")]);
+    assert!(!o.ok && o.stderr.contains("no image for linux/mips"), "{}", o.stderr);
+
+    // Push each back under another name: skopeo reads exactly what we sent,
+    // and a pull into a fresh store gives the same image ID.
+    for (src, id) in [("forms/zstd:1", &zst.id), ("forms/docker:1", &docker_id)] {
+        let dest = format!("{h}/back/{}", src.replace("forms/", ""));
+        let o = ctl.run(&["push", "--tls-verify=false", &format!("{h}/{src}"), &dest]);
+        assert!(o.ok, "push {src}: {}", o.stderr);
+        let digest = o.stdout.trim().to_string();
+        let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{dest}")]);
+        assert_eq!(format!("sha256:{}", sha(raw.as_bytes())), digest, "the manifest pushed is the one stored");
+        let orig = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{h}/{src}")]);
+        assert_eq!(raw, orig, "pushed back byte for byte");
+        let out = t.path().join(format!("copy-{}", sha(dest.as_bytes())));
+        skopeo(&[
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{dest}"),
+            &format!("oci:{}:x", out.display()),
+        ]);
+        let fresh = Ctl::new(&t.path().join(format!("fresh-{}", &digest[7..19])));
+        assert_eq!(&pulled_id(&pull(&fresh, &dest, &[])), id);
+        // Pushed again: every blob is already there.
+        let o = ctl.run(&["push", "--tls-verify=false", &format!("{h}/{src}"), &dest]);
+        assert!(o.stderr.contains("0 blobs uploaded"), "{}", o.stderr);
+    }
+    // An image loaded from an archive (no manifest kept) pushes with one made up.
+    let a = t.path().join("d.tar");
+    let built = docker_archive(&a, &[layer(&[M::File("x", b"x\n", 0o644)])], &["example/arch:1"], false);
+    ctl.ok(&["image", "load", "-i", &a.display().to_string()]);
+    let dest = format!("{h}/back/arch:1");
+    let o = ctl.run(&["push", "--tls-verify=false", "example/arch:1", &dest]);
+    assert!(o.ok, "{}", o.stderr);
+    let cfg = skopeo(&["inspect", "--tls-verify=false", "--config", "--raw", &format!("docker://{dest}")]);
+    assert_eq!(sha(cfg.as_bytes()), built.id);
+    let fresh = Ctl::new(&t.path().join("fresh-arch"));
+    assert_eq!(pulled_id(&pull(&fresh, &dest, &[])), built.id);
+}
