@@ -229,3 +229,130 @@ fn every_image_form_pulls_and_pushes_back() {
     let fresh = Ctl::new(&t.path().join("fresh-arch"));
     assert_eq!(pulled_id(&pull(&fresh, &dest, &[])), built.id);
 }
+
+/// unionctl with its own HOME and XDG_RUNTIME_DIR (auth files, certs.d) and optional stdin.
+fn run_env(ctl: &Ctl, home: &Path, args: &[&str], stdin: Option<&str>) -> Out {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_unionctl"));
+    c.arg("--root").arg(&ctl.root).args(args);
+    c.env("HOME", home).env("XDG_RUNTIME_DIR", home.join("run")).env_remove("REGISTRY_AUTH_FILE");
+    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(s) = stdin {
+        child.stdin.as_mut().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let o = child.wait_with_output().unwrap();
+    Out {
+        ok: o.status.success(),
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+fn one_line_error(o: &Out, want: &str) {
+    assert!(!o.ok, "worked: {}", o.stdout);
+    let lines: Vec<&str> = o.stderr.lines().filter(|l| !l.starts_with("Trying to pull")).collect();
+    eprintln!("{}", lines.join(" / "));
+    assert_eq!(lines.len(), 1, "{}", o.stderr);
+    assert!(lines[0].starts_with("unionctl: error: "), "{}", o.stderr);
+    assert!(lines[0].to_lowercase().contains(&want.to_lowercase()), "expected {want:?} in {}", o.stderr);
+}
+
+#[test]
+fn tls_basic_auth_login_logout() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tmp();
+    let reg = Registry::start(t.path(), Auth::TlsBasic(vec![("alice", "wonderland")]));
+    let (built, _) = oci_layout(&t.path().join("oci"), &rich_layers(), Comp::Gzip, "v1");
+    skopeo_push(
+        &t.path().join("oci"),
+        "v1",
+        &format!("{}/sec/rich:v1", reg.host),
+        &["--dest-creds", "alice:wonderland"],
+    );
+    let home = t.path().join("home");
+    fs::create_dir_all(home.join("run")).unwrap();
+    let ctl = Ctl::new(&t.path().join("s"));
+    ctl.ok(&["image", "ls"]);
+    let name = format!("{}/sec/rich:v1", reg.host);
+    let before = ctl.snapshot();
+
+    // Not trusted yet: TLS fails, with the way out named.
+    let o = run_env(&ctl, &home, &["pull", &name], None);
+    one_line_error(&o, "certificate");
+    assert!(o.stderr.contains("--tls-verify=false"), "{}", o.stderr);
+    let certs = home.join(".config/containers/certs.d").join(&reg.host);
+    fs::create_dir_all(&certs).unwrap();
+    fs::copy(reg.ca.as_ref().unwrap(), certs.join("ca.crt")).unwrap();
+    // Trusted, but no credentials.
+    one_line_error(&run_env(&ctl, &home, &["pull", &name], None), "authentication required");
+    one_line_error(&run_env(&ctl, &home, &["pull", "--creds", "alice:nope", &name], None), "authentication required");
+    // A wrong password is refused by login and nothing is written.
+    let o = run_env(&ctl, &home, &["login", "-u", "alice", "--password-stdin", &reg.host], Some("nope\n"));
+    one_line_error(&o, "invalid username or password");
+    let authfile = home.join("run/containers/auth.json");
+    assert!(!authfile.exists());
+    assert_eq!(ctl.snapshot(), before);
+    let o = run_env(&ctl, &home, &["login", "-u", "alice", "--password-stdin", &reg.host], Some("wonderland\n"));
+    assert!(o.ok && o.stdout.contains("Login Succeeded"), "{}", o.stderr);
+    assert_eq!(fs::metadata(&authfile).unwrap().permissions().mode() & 0o777, 0o600);
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&authfile).unwrap()).unwrap();
+    assert!(doc["auths"][&reg.host]["auth"].is_string(), "{doc}");
+    // skopeo reads the file we wrote.
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--authfile",
+        &authfile.display().to_string(),
+        "--cert-dir",
+        &certs.display().to_string(),
+        &format!("docker://{name}"),
+    ]);
+    let o = run_env(&ctl, &home, &["pull", &name], None);
+    assert_eq!(pulled_id(&o), built.id);
+    // --creds and --authfile work without the default file.
+    let ctl2 = Ctl::new(&t.path().join("s2"));
+    let o = run_env(
+        &ctl2,
+        &t.path().join("nohome"),
+        &["pull", "--cert-dir", &certs.display().to_string(), "--creds", "alice:wonderland", &name],
+        None,
+    );
+    assert_eq!(pulled_id(&o), built.id);
+    // Push with the stored login.
+    let o = run_env(&ctl, &home, &["push", &name, &format!("{}/sec/copy:1", reg.host)], None);
+    assert!(o.ok, "{}", o.stderr);
+    assert!(o.stderr.contains("mounted from sec/rich") || o.stderr.contains("0 blobs uploaded"), "{}", o.stderr);
+    let o = run_env(&ctl, &home, &["logout", &reg.host], None);
+    assert!(o.ok, "{}", o.stderr);
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&authfile).unwrap()).unwrap();
+    assert!(doc["auths"].get(&reg.host).is_none(), "{doc}");
+    one_line_error(&run_env(&ctl, &home, &["logout", &reg.host], None), "not logged into");
+    one_line_error(
+        &run_env(&ctl, &home, &["pull", &format!("{}/sec/copy:1", reg.host)], None),
+        "authentication required",
+    );
+}
+
+#[test]
+fn tls_certificate_for_another_name_is_refused() {
+    let t = tmp();
+    let reg = Registry::start_with(t.path(), Auth::TlsBasic(vec![("u", "p")]), "DNS:other.example");
+    let home = t.path().join("home");
+    let certs = home.join(".config/containers/certs.d").join(&reg.host);
+    fs::create_dir_all(&certs).unwrap();
+    fs::copy(reg.ca.as_ref().unwrap(), certs.join("ca.crt")).unwrap();
+    let ctl = Ctl::new(&t.path().join("s"));
+    ctl.ok(&["image", "ls"]);
+    let before = ctl.snapshot();
+    let o = run_env(&ctl, &home, &["pull", "--creds", "u:p", &format!("{}/x/y:1", reg.host)], None);
+    one_line_error(&o, "certificate");
+    assert!(o.stderr.to_lowercase().contains("name"), "{}", o.stderr);
+    assert_eq!(ctl.snapshot(), before);
+    // --tls-verify=false gets through (to a missing image).
+    let o =
+        run_env(&ctl, &home, &["pull", "--tls-verify=false", "--creds", "u:p", &format!("{}/x/y:1", reg.host)], None);
+    one_line_error(&o, "not found");
+}

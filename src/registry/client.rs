@@ -169,6 +169,11 @@ fn transport(what: &str, e: ureq::Error, tls_verify: bool) -> Error {
         || text.contains("certificate")
         || text.contains("tls")
         || text.contains("corrupt message");
+    if text.contains("CaUsedAsEndEntity") {
+        return Error(format!(
+            "{what}: TLS failed: the registry's certificate is a CA certificate (basicConstraints CA:TRUE) used as its own server certificate, which rustls refuses: sign a server certificate with that CA, or make the self-signed one with basicConstraints=CA:FALSE"
+        ));
+    }
     if tlsish && tls_verify {
         Error(format!(
             "{what}: TLS failed: {text} (a plain-HTTP or untrusted registry needs --tls-verify=false, or its CA in /etc/containers/certs.d/HOST:PORT/ca.crt)"

@@ -83,6 +83,8 @@ pub fn self_signed(dir: &Path, name: &str, san: &str) -> (PathBuf, PathBuf) {
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=unionctl-test"])
         .arg("-addext")
         .arg(format!("subjectAltName={san}"))
+        // rustls refuses a CA certificate as a server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
