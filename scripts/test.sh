@@ -15,12 +15,16 @@ fi
 # ---- what the tests need
 # fuse3: fusermount3; attr: getfattr/setfattr; skopeo and podman: check
 # that saved images are archives they accept.
-PKGS="fuse3 attr skopeo podman"
+PKGS="fuse3 attr skopeo podman docker-registry apache2-utils python3-jwt python3-cryptography openssl"
 missing=""
 command -v fusermount3 >/dev/null || missing="$missing fuse3"
 command -v getfattr >/dev/null || missing="$missing attr"
 command -v skopeo >/dev/null || missing="$missing skopeo"
 command -v podman >/dev/null || missing="$missing podman"
+# registry tests (tests/registry.rs): the registry, htpasswd, the token server's JWT.
+command -v docker-registry >/dev/null || missing="$missing docker-registry"
+command -v htpasswd >/dev/null || missing="$missing apache2-utils"
+/usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null || missing="$missing python3-jwt"
 if [ -n "$missing" ]; then
     echo "== apt-get install$missing"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >/dev/null || {

@@ -220,6 +220,10 @@ impl Client {
             auth: RwLock::new(None),
         };
         c.authenticate()?;
+        if matches!(c.challenge, Some(Challenge::Basic)) && c.creds.is_some() {
+            // Wrong credentials are told as such, before any real request.
+            c.check_login()?;
+        }
         Ok(c)
     }
 
@@ -231,7 +235,7 @@ impl Client {
                 let r = self.call(http::Method::GET, &format!("{}/v2/", self.base), &[], false)?;
                 match r.status().as_u16() {
                     200..=299 => Ok(()),
-                    401 => err(format!("logging in to {}: invalid username or password", self.registry)),
+                    401 => err(format!("authenticating to {}: invalid username or password", self.registry)),
                     s => err(format!("logging in to {}: HTTP {s}", self.registry)),
                 }
             }
@@ -357,7 +361,7 @@ impl Client {
         let scope_hint = header(r, "www-authenticate").filter(|h| h.contains("insufficient_scope"));
         let text = error_text(r);
         match status {
-            401 if scope_hint.is_some() => Error(format!(
+            401 if scope_hint.is_some() && self.creds.is_some() => Error(format!(
                 "{what}: insufficient_scope: the credentials for {} do not allow {} on {} ({text})",
                 self.registry, self.actions, self.repository
             )),

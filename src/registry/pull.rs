@@ -168,7 +168,11 @@ pub fn pull(store: &Store, name: &str, o: &PullOptions, bars: Option<&indicatif:
     }
     let m: Manifest = serde_json::from_slice(&bytes).ctx(format!("manifest {}", mdigest.short()))?;
     let config_digest = Digest::parse(&m.config.digest).ctx(format!("manifest {}", mdigest.short()))?;
-    let config = get_small_blob(&c, &config_digest)?;
+    // A config the store has (verified when stored) is not asked for again.
+    let config = match std::fs::read(store.blob_path(&config_digest)) {
+        Ok(b) if Digest::of(&b) == config_digest => b,
+        _ => get_small_blob(&c, &config_digest)?,
+    };
     let cfg: ImageConfig = serde_json::from_slice(&config).ctx(format!("config {}", config_digest.short()))?;
     if cfg.rootfs.diff_ids.len() != m.layers.len() {
         return err(format!(
