@@ -53,6 +53,8 @@ fn blob(c: &Client, store: &Store, d: &Digest, mount_from: &[String], say: &dyn 
                 location = Client::header(&r, "location");
                 break;
             }
+            // No access to the other repository (a token scoped to this one): upload.
+            401 | 403 => continue,
             _ => return Err(c.fail(&what, &mut r)),
         }
     }

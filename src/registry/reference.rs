@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(r.registry, "localhost");
         let d = format!("sha256:{}", "a".repeat(64));
         let r = Reference::parse(&format!("quay.io/a/b@{d}")).unwrap();
-        assert_eq!((r.tag, r.reference()), (None, d.clone()));
+        assert_eq!((r.tag.clone(), r.reference()), (None, d.clone()));
         let r = Reference::parse("docker://user/app:1.0").unwrap();
         assert_eq!(r.repo_name(), "docker.io/user/app");
         for bad in ["UPPER/case", "a//b", "x:", "x@sha256:zz", "-a/b", "x:tag with space"] {

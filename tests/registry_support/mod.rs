@@ -280,8 +280,8 @@ fn serve(
         if lower.starts_with("connection:") {
             continue;
         }
-        if lower.starts_with("content-length:") {
-            body_len = lower[15..].trim().parse().unwrap_or(0);
+        if let Some(n) = lower.strip_prefix("content-length:") {
+            body_len = n.trim().parse().unwrap_or(0);
         }
         if lower.starts_with("range:") {
             note += &format!(" {}", lower.trim());
