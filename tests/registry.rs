@@ -613,3 +613,22 @@ fn concurrent_pulls_store_each_layer_once() {
     let base_blob = sha(&gzip(&base));
     assert_eq!(reg.blob_gets(&base_blob), 1, "the base layer was downloaded once");
 }
+
+#[test]
+fn redirect_to_another_host_gets_no_credentials() {
+    let t = tmp();
+    let reg = Registry::start(t.path(), Auth::None);
+    let (built, _) = oci_layout(&t.path().join("oci"), &rich_layers(), Comp::Gzip, "v1");
+    skopeo_push(&t.path().join("oci"), "v1", &format!("{}/redir/rich:v1", reg.host), &[]);
+    // The "storage" host the blobs are redirected to, and the registry in front.
+    let storage = Proxy::start(reg.port, Mode::Pass);
+    let front = Proxy::start(reg.port, Mode::Redirect(storage.port));
+    let ctl = Ctl::new(&t.path().join("s"));
+    let o = pull(&ctl, &format!("127.0.0.1:{}/redir/rich:v1", front.port), &["--creds", "user:secret"]);
+    assert_eq!(pulled_id(&o), built.id);
+    let front_seen = front.seen.lock().unwrap().clone();
+    assert!(front_seen.iter().any(|l| l.contains("/manifests/") && l.ends_with(" authorization")), "{front_seen:?}");
+    let seen = storage.seen.lock().unwrap().clone();
+    assert!(seen.iter().filter(|l| l.contains("/blobs/")).count() >= 3, "{seen:?}");
+    assert!(seen.iter().all(|l| !l.contains("authorization")), "credentials went to another host: {seen:?}");
+}

@@ -198,6 +198,9 @@ pub enum Mode {
     StripRange,
     /// Send blob answers slowly (bytes per 10 ms).
     Slow(usize),
+    /// Ask for Basic credentials at /v2/ and answer blob GETs with a 307 to
+    /// this port on `localhost` (another host name).
+    Redirect(u16),
 }
 
 /// A one-request-per-connection HTTP proxy in front of a registry.
@@ -292,7 +295,24 @@ fn serve(
         out += h;
     }
     out += "Connection: close\r\n\r\n";
-    seen.lock().unwrap().push(note);
+    if head.iter().any(|h| h.to_ascii_lowercase().starts_with("authorization:")) {
+        note += " authorization";
+    }
+    seen.lock().unwrap().push(note.clone());
+    let mut client = client;
+    if let Mode::Redirect(port) = m {
+        let path = first.split(' ').nth(1).unwrap_or("/");
+        let reply = if path == "/v2/" && !note.ends_with(" authorization") {
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+        } else if is_blob_get {
+            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:{port}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        } else {
+            String::new()
+        };
+        if !reply.is_empty() {
+            return client.write_all(reply.as_bytes());
+        }
+    }
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     up.write_all(out.as_bytes())?;
     if body_len > 0 {
@@ -300,7 +320,6 @@ fn serve(
         reader.read_exact(&mut body)?;
         up.write_all(&body)?;
     }
-    let mut client = client;
     let mut buf = [0u8; 16 << 10];
     let mut sent = 0u64;
     loop {
