@@ -632,3 +632,22 @@ fn redirect_to_another_host_gets_no_credentials() {
     assert!(seen.iter().filter(|l| l.contains("/blobs/")).count() >= 3, "{seen:?}");
     assert!(seen.iter().all(|l| !l.contains("authorization")), "credentials went to another host: {seen:?}");
 }
+
+#[test]
+fn push_recompresses_on_request() {
+    let t = tmp();
+    let reg = Registry::start(t.path(), Auth::None);
+    let (built, _) = oci_layout(&t.path().join("g"), &rich_layers(), Comp::Gzip, "v1");
+    let ctl = Ctl::new(&t.path().join("s"));
+    ctl.ok(&["image", "load", "-i", &t.path().join("g").display().to_string()]);
+    let dest = format!("{}/comp/rich:zstd", reg.host);
+    let o = ctl.run(&["push", "--tls-verify=false", "--compression-format", "zstd", "localhost/g:v1", &dest]);
+    assert!(o.ok, "{}", o.stderr);
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{dest}")]);
+    assert_eq!(raw.matches("application/vnd.oci.image.layer.v1.tar+zstd").count(), 3, "{raw}");
+    assert_eq!(format!("sha256:{}", sha(raw.as_bytes())), o.stdout.trim());
+    let fresh = Ctl::new(&t.path().join("fresh"));
+    assert_eq!(pulled_id(&pull(&fresh, &dest, &[])), built.id, "same image ID in another compression");
+    let o = ctl.run(&["push", "--tls-verify=false", "--compression-format", "lz4", "localhost/g:v1", &dest]);
+    one_line_error(&o, "unknown compression format");
+}

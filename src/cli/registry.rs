@@ -74,6 +74,9 @@ pub struct PushArgs {
     /// Write the manifest digest to this file
     #[arg(long)]
     pub digestfile: Option<PathBuf>,
+    /// Recompress layers stored otherwise (gzip or zstd; an OCI manifest is pushed then)
+    #[arg(long)]
+    pub compression_format: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -130,7 +133,8 @@ pub fn push(store: &Store, a: PushArgs) -> Result<()> {
             eprintln!("{s}");
         }
     };
-    let p = push::push(store, &a.image, a.dest.as_deref(), &a.registry.options()?, &say)?;
+    let compression = a.compression_format.as_deref().map(push::parse_compression).transpose()?;
+    let p = push::push(store, &a.image, a.dest.as_deref(), &a.registry.options()?, compression, &say)?;
     if let Some(f) = &a.digestfile {
         std::fs::write(f, p.digest.as_str()).ctx(f.display())?;
     }

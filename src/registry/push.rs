@@ -6,11 +6,16 @@
 
 use super::client::{Client, Options};
 use super::reference::Reference;
+use crate::store::compress::{decompress, Compression};
 use crate::store::digest::Digest;
 use crate::store::error::{err, Context, Result};
 use crate::store::images;
+use crate::store::layers::BlobRef;
+use crate::store::spec::{self, Descriptor, Manifest};
 use crate::store::Store;
 use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
 use ureq::http::Method;
 
 #[derive(Debug)]
@@ -26,7 +31,7 @@ fn with_query(url: &str, q: &str) -> String {
 }
 
 /// Upload one blob unless the registry has it; true when it was sent.
-fn blob(c: &Client, store: &Store, d: &Digest, mount_from: &[String], say: &dyn Fn(&str)) -> Result<bool> {
+fn blob(c: &Client, path: &Path, d: &Digest, mount_from: &[String], say: &dyn Fn(&str)) -> Result<bool> {
     let what = format!("blob {}", d.short());
     let mut r = c.call(Method::HEAD, &c.url(&format!("blobs/{d}")), &[], true)?;
     match r.status().as_u16() {
@@ -37,8 +42,7 @@ fn blob(c: &Client, store: &Store, d: &Digest, mount_from: &[String], say: &dyn 
         404 => {}
         _ => return Err(c.fail(&what, &mut r)),
     }
-    let path = store.blob_path(d);
-    let f = File::open(&path).ctx(format!("{what}: not in the store"))?;
+    let f = File::open(path).ctx(format!("{what}: not in the store"))?;
     let mut location = None;
     for from in mount_from {
         let url = c.url(&format!("blobs/uploads/?mount={d}&from={from}"));
@@ -81,7 +85,106 @@ fn blob(c: &Client, store: &Store, d: &Digest, mount_from: &[String], say: &dyn 
 }
 
 /// Push the stored image `image` to `dest` (its own name when None).
-pub fn push(store: &Store, image: &str, dest: Option<&str>, o: &Options, say: &dyn Fn(&str)) -> Result<Pushed> {
+/// `--compression-format`: gzip or zstd.
+pub fn parse_compression(s: &str) -> Result<Compression> {
+    match s {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        _ => err(format!("unknown compression format {s:?} (gzip or zstd)")),
+    }
+}
+
+fn compression_of(media_type: &str) -> Compression {
+    if media_type.ends_with("gzip") {
+        Compression::Gzip
+    } else if media_type.ends_with("zstd") {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// A stored layer blob recompressed into `dir`; its digest, size and path.
+fn recompress(store: &Store, b: &BlobRef, to: Compression, dir: &Path) -> Result<(Digest, u64, PathBuf)> {
+    let d = Digest::parse(&b.digest)?;
+    let what = format!("layer blob {}", d.short());
+    let (_, mut plain) = decompress(File::open(store.blob_path(&d)).ctx(&what)?).ctx(&what)?;
+    let out = dir.join(d.hex());
+    let f = io::BufWriter::with_capacity(1 << 20, File::create(&out).ctx(out.display())?);
+    let f = match to {
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+            io::copy(&mut plain, &mut e).ctx(&what)?;
+            e.finish().ctx(&what)?
+        }
+        _ => {
+            let mut e = zstd::stream::write::Encoder::new(f, 3).ctx(&what)?;
+            io::copy(&mut plain, &mut e).ctx(&what)?;
+            e.finish().ctx(&what)?
+        }
+    };
+    f.into_inner().map_err(|e| e.into_error()).ctx(&what)?;
+    let (digest, size) =
+        crate::store::digest::HashingReader::new(File::open(&out).ctx(out.display())?).finish().ctx(&what)?;
+    Ok((digest, size, out))
+}
+
+/// The layers as `to` wants them: blobs already in that compression as
+/// stored, the others recompressed into `dir`, and an OCI manifest for them.
+fn converted(
+    store: &Store,
+    img: &crate::store::images::ImageRecord,
+    config_len: u64,
+    to: Compression,
+    dir: &Path,
+) -> Result<Option<(Vec<u8>, Digest, Vec<(Digest, PathBuf)>)>> {
+    if img.layer_blobs.iter().all(|b| compression_of(&b.media_type) == to) {
+        return Ok(None);
+    }
+    let mut layers = Vec::new();
+    let mut files = Vec::new();
+    for b in &img.layer_blobs {
+        let (d, size, path) = if compression_of(&b.media_type) == to {
+            let d = Digest::parse(&b.digest)?;
+            (d.clone(), b.size, store.blob_path(&d))
+        } else {
+            recompress(store, b, to, dir)?
+        };
+        let mt = if to == Compression::Gzip { spec::OCI_LAYER_GZIP } else { spec::OCI_LAYER_ZSTD };
+        layers.push(Descriptor {
+            media_type: Some(mt.into()),
+            digest: d.to_string(),
+            size: size as i64,
+            annotations: None,
+            platform: None,
+        });
+        files.push((d, path));
+    }
+    let m = Manifest {
+        schema_version: 2,
+        media_type: Some(spec::OCI_MANIFEST.into()),
+        config: Descriptor {
+            media_type: Some(spec::OCI_CONFIG.into()),
+            digest: img.config_digest.clone(),
+            size: config_len as i64,
+            annotations: None,
+            platform: None,
+        },
+        layers,
+    };
+    let bytes = serde_json::to_vec(&m)?;
+    let d = Digest::of(&bytes);
+    Ok(Some((bytes, d, files)))
+}
+
+pub fn push(
+    store: &Store,
+    image: &str,
+    dest: Option<&str>,
+    o: &Options,
+    compression: Option<Compression>,
+    say: &dyn Fn(&str),
+) -> Result<Pushed> {
     let img = images::resolve(store, image)?;
     let dest = match dest {
         Some(d) => d.to_string(),
@@ -92,7 +195,18 @@ pub fn push(store: &Store, image: &str, dest: Option<&str>, o: &Options, say: &d
     };
     let r = Reference::parse(&dest)?;
     let (config, _) = img.config(store)?;
-    let (manifest, mdigest) = crate::store::save::manifest_of(store, &img, config.len() as u64)?;
+    let (mut manifest, mut mdigest) = crate::store::save::manifest_of(store, &img, config.len() as u64)?;
+    let work = store.temp_dir("push")?;
+    let mut files: Vec<(Digest, PathBuf)> = Vec::new();
+    for b in &img.layer_blobs {
+        let d = Digest::parse(&b.digest)?;
+        files.push((d.clone(), store.blob_path(&d)));
+    }
+    if let Some(to) = compression {
+        if let Some((m, d, f)) = converted(store, &img, config.len() as u64, to, &work.path)? {
+            (manifest, mdigest, files) = (m, d, f);
+        }
+    }
     let mt = serde_json::from_slice::<serde_json::Value>(&manifest)
         .ok()
         .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
@@ -106,17 +220,17 @@ pub fn push(store: &Store, image: &str, dest: Option<&str>, o: &Options, say: &d
         .filter(|n| n.registry == r.registry && n.repository != r.repository)
         .map(|n| n.repository)
         .collect();
-    let mut digests = vec![Digest::parse(&img.config_digest)?];
-    for b in &img.layer_blobs {
-        let d = Digest::parse(&b.digest)?;
-        if !digests.contains(&d) {
-            digests.push(d);
-        }
-    }
+    let config_digest = Digest::parse(&img.config_digest)?;
+    files.push((config_digest.clone(), store.blob_path(&config_digest)));
+    let mut seen = Vec::new();
     let (mut uploaded, mut skipped) = (0, 0);
     // Layers first, the config last (as skopeo does).
-    for d in digests.iter().skip(1).chain(digests.first()) {
-        if blob(&c, store, d, &mount_from, say)? {
+    for (d, path) in &files {
+        if seen.contains(d) {
+            continue;
+        }
+        seen.push(d.clone());
+        if blob(&c, path, d, &mount_from, say)? {
             uploaded += 1;
         } else {
             skipped += 1;
