@@ -129,6 +129,9 @@ fn recompress(store: &Store, b: &BlobRef, to: Compression, dir: &Path) -> Result
     Ok((digest, size, out))
 }
 
+/// A manifest, its digest, and the file of each of its layers.
+type Converted = (Vec<u8>, Digest, Vec<(Digest, PathBuf)>);
+
 /// The layers as `to` wants them: blobs already in that compression as
 /// stored, the others recompressed into `dir`, and an OCI manifest for them.
 fn converted(
@@ -137,7 +140,7 @@ fn converted(
     config_len: u64,
     to: Compression,
     dir: &Path,
-) -> Result<Option<(Vec<u8>, Digest, Vec<(Digest, PathBuf)>)>> {
+) -> Result<Option<Converted>> {
     if img.layer_blobs.iter().all(|b| compression_of(&b.media_type) == to) {
         return Ok(None);
     }
