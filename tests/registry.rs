@@ -498,6 +498,15 @@ fn cut_connections_resume_with_range() {
     proxy.set(Mode::StripRange);
     let o = pull(&ctl, &name, &[]);
     assert_eq!(pulled_id(&o), id);
+
+    // image prune removes what a pull that never finished left.
+    proxy.cuts.store(0, std::sync::atomic::Ordering::SeqCst);
+    proxy.set(Mode::CutOnce(1 << 20));
+    let ctl = Ctl::new(&t.path().join("s4"));
+    assert!(!pull(&ctl, &name, &["--retry", "0"]).ok);
+    assert_eq!(partials(&ctl).len(), 1);
+    ctl.ok(&["image", "prune"]);
+    assert!(partials(&ctl).is_empty());
 }
 
 #[test]

@@ -263,8 +263,10 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
             Ok(())
         }
         ImageCmd::Prune { all, force: _ } => {
-            // Leftovers of killed loads (also swept when the store is opened).
+            // Leftovers of killed loads (also swept when the store is opened)
+            // and downloads of pulls that never finished.
             crate::store::recover::tmp(store);
+            crate::registry::blob::sweep_partials(store);
             let _lock = store.lock()?;
             let in_use = containers::images_in_use(store)?;
             let mut n = 0;

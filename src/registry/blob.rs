@@ -231,3 +231,18 @@ impl Read for BlobReader<'_> {
         }
     }
 }
+
+/// Remove the partial downloads no running pull holds (for `image prune`);
+/// returns how many bytes went.
+pub fn sweep_partials(store: &Store) -> u64 {
+    let Ok(rd) = fs::read_dir(store.root.join("downloads")) else { return 0 };
+    let mut freed = 0;
+    for e in rd.flatten() {
+        let Ok(f) = File::open(e.path()) else { continue };
+        if crate::sys::at::try_flock(f.as_raw_fd(), true).unwrap_or(false) {
+            freed += f.metadata().map_or(0, |m| m.len());
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    freed
+}
