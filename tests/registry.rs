@@ -657,6 +657,18 @@ fn push_recompresses_on_request() {
     assert_eq!(format!("sha256:{}", sha(raw.as_bytes())), o.stdout.trim());
     let fresh = Ctl::new(&t.path().join("fresh"));
     assert_eq!(pulled_id(&pull(&fresh, &dest, &[])), built.id, "same image ID in another compression");
+    // Chunked upload (PATCH pieces, then PUT), seen in the registry's log.
+    let big = vec![big_layer("big.bin", 300 << 10, 9)];
+    let (b2, _) = oci_layout(&t.path().join("b"), &big, Comp::Gzip, "v1");
+    ctl.ok(&["image", "load", "-i", &t.path().join("b").display().to_string()]);
+    let dest2 = format!("{}/comp/chunked:1", reg.host);
+    let o = ctl.run(&["push", "--tls-verify=false", "--chunk-size", "65536", "localhost/b:v1", &dest2]);
+    assert!(o.ok, "{}", o.stderr);
+    let log = reg.log_text();
+    let patches = log.lines().filter(|l| l.contains("\"PATCH /v2/comp/chunked/blobs/uploads/")).count();
+    assert!(patches >= 5, "{patches} chunks");
+    let fresh = Ctl::new(&t.path().join("fresh2"));
+    assert_eq!(pulled_id(&pull(&fresh, &dest2, &[])), b2.id);
     let o = ctl.run(&["push", "--tls-verify=false", "--compression-format", "lz4", "localhost/g:v1", &dest]);
     one_line_error(&o, "unknown compression format");
 }

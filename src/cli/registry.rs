@@ -77,6 +77,9 @@ pub struct PushArgs {
     /// Recompress layers stored otherwise (gzip or zstd; an OCI manifest is pushed then)
     #[arg(long)]
     pub compression_format: Option<String>,
+    /// Upload blobs larger than this many bytes in PATCH chunks of this size (0: one PUT)
+    #[arg(long, default_value_t = 0)]
+    pub chunk_size: u64,
 }
 
 #[derive(Args, Debug)]
@@ -134,7 +137,7 @@ pub fn push(store: &Store, a: PushArgs) -> Result<()> {
         }
     };
     let compression = a.compression_format.as_deref().map(push::parse_compression).transpose()?;
-    let p = push::push(store, &a.image, a.dest.as_deref(), &a.registry.options()?, compression, &say)?;
+    let p = push::push(store, &a.image, a.dest.as_deref(), &a.registry.options()?, compression, a.chunk_size, &say)?;
     if let Some(f) = &a.digestfile {
         std::fs::write(f, p.digest.as_str()).ctx(f.display())?;
     }

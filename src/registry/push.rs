@@ -1,6 +1,7 @@
 //! `unionctl push`: HEAD each blob (skip what the registry has; mount it from
 //! another repository of the same registry the image came from), upload the
-//! rest (POST, then PUT to the latest Location with the digest), then the
+//! rest (POST, then PUT to the latest Location with the digest; with a chunk
+//! size, PATCH pieces to the latest Location first), then the
 //! manifest with its exact media type. The config and manifest are the
 //! stored bytes, so the image pulled back has the same ID.
 
@@ -14,7 +15,7 @@ use crate::store::layers::BlobRef;
 use crate::store::spec::{self, Descriptor, Manifest};
 use crate::store::Store;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use ureq::http::Method;
 
@@ -31,7 +32,7 @@ fn with_query(url: &str, q: &str) -> String {
 }
 
 /// Upload one blob unless the registry has it; true when it was sent.
-fn blob(c: &Client, path: &Path, d: &Digest, mount_from: &[String], say: &dyn Fn(&str)) -> Result<bool> {
+fn blob(c: &Client, path: &Path, d: &Digest, mount_from: &[String], chunk: u64, say: &dyn Fn(&str)) -> Result<bool> {
     let what = format!("blob {}", d.short());
     let mut r = c.call(Method::HEAD, &c.url(&format!("blobs/{d}")), &[], true)?;
     match r.status().as_u16() {
@@ -75,9 +76,37 @@ fn blob(c: &Client, path: &Path, d: &Digest, mount_from: &[String], say: &dyn Fn
             }
         }
     };
-    let url = with_query(&c.location(&location), &format!("digest={d}"));
     say(&format!("Copying blob {}", d.short()));
-    let mut r = c.send(Method::PUT, &url, &[("Content-Type", "application/octet-stream".into())], f)?;
+    let size = f.metadata().ctx(&what)?.len();
+    let octets = || ("Content-Type", "application/octet-stream".to_string());
+    let mut r = if chunk > 0 && size > chunk {
+        // Chunked: PATCH each piece to the latest Location, then PUT the digest.
+        let mut loc = c.location(&location);
+        let mut f = f;
+        let mut off = 0;
+        while off < size {
+            let n = chunk.min(size - off);
+            let mut piece = Vec::with_capacity(n as usize);
+            (&mut f).take(n).read_to_end(&mut piece).ctx(&what)?;
+            if piece.len() as u64 != n {
+                return err(format!("{what}: the stored blob changed while it was read"));
+            }
+            let range = ("Content-Range", format!("{off}-{}", off + n - 1));
+            let mut r = c.send(Method::PATCH, &loc, &[octets(), range], piece)?;
+            if r.status().as_u16() != 202 {
+                return Err(c.fail(&format!("{what}: upload at byte {off}"), &mut r));
+            }
+            loc = match Client::header(&r, "location") {
+                Some(l) => c.location(&l),
+                None => return err(format!("{what}: the registry gave no upload Location")),
+            };
+            off += n;
+        }
+        c.send(Method::PUT, &with_query(&loc, &format!("digest={d}")), &[], &[][..])?
+    } else {
+        let url = with_query(&c.location(&location), &format!("digest={d}"));
+        c.send(Method::PUT, &url, &[octets()], f)?
+    };
     if r.status().as_u16() != 201 {
         return Err(c.fail(&format!("{what}: upload"), &mut r));
     }
@@ -186,6 +215,7 @@ pub fn push(
     dest: Option<&str>,
     o: &Options,
     compression: Option<Compression>,
+    chunk: u64,
     say: &dyn Fn(&str),
 ) -> Result<Pushed> {
     let img = images::resolve(store, image)?;
@@ -233,7 +263,7 @@ pub fn push(
             continue;
         }
         seen.push(d.clone());
-        if blob(&c, path, d, &mount_from, say)? {
+        if blob(&c, path, d, &mount_from, chunk, say)? {
             uploaded += 1;
         } else {
             skipped += 1;

@@ -175,6 +175,12 @@ impl Registry {
         log.lines().filter(|l| l.contains("\"GET /v2/") && l.contains(&format!("/blobs/sha256:{hex}"))).count()
     }
 
+    /// Everything the registry logged (access log included).
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("registry.out")).unwrap_or_default()
+            + &fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// All blob GETs so far.
     pub fn all_blob_gets(&self) -> usize {
         let log = fs::read_to_string(self.dir.join("registry.out")).unwrap_or_default()
