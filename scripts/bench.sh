@@ -21,11 +21,12 @@ CTL=$PWD/target/release/unionctl
 W=$(mktemp -d /tmp/unionctl-pullbench.XXXXXX)
 REG_PID=
 cleanup() {
-    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+    # SIGKILL: the registry's graceful stop can wait on idle connections.
+    if [ -n "$REG_PID" ]; then kill -9 "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; fi
     podman --root "$W/ps" --runroot "$W/pr" --storage-driver vfs rmi -a -f >/dev/null 2>&1 || true
     rm -rf "$W"
 }
-trap cleanup EXIT
+trap 'rc=$?; cleanup; exit $rc' EXIT
 
 if [ -n "${2:-}" ]; then
     IMAGE=$2
@@ -57,7 +58,7 @@ log: {level: info}
 storage: {filesystem: {rootdirectory: $W/reg}}
 http: {addr: 127.0.0.1:$PORT}
 YML
-docker-registry serve "$W/reg.yml" 2>"$W/reg.log" &
+docker-registry serve "$W/reg.yml" >"$W/reg.log" 2>&1 &
 REG_PID=$!
 for _ in $(seq 100); do
     python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/v2/')" 2>/dev/null && break
@@ -91,7 +92,7 @@ done
 before=$(grep -c '"GET /v2/\|"HEAD /v2/' "$W/reg.log" || true)
 again=$(run_timed "$CTL" --root "$W/store" pull --tls-verify=false "$REF")
 after=$(grep -c '"GET /v2/\|"HEAD /v2/' "$W/reg.log" || true)
-reqs=$(grep '"GET /v2/\|"HEAD /v2/' "$W/reg.log" | tail -n $((after - before)) | sed 's/.*"\(GET\|HEAD\) \([^ ]*\).*/\1 \2/' | tr '\n' ';')
+reqs=$( (grep '"GET /v2/\|"HEAD /v2/' "$W/reg.log" || true) | tail -n $((after - before)) | sed 's/.*"\(GET\|HEAD\) \([^ ]*\).*/\1 \2/' | tr '\n' ' ')
 
 m_ours=$(printf '%s\n' "${ours[@]}" | median)
 m_sk=$(printf '%s\n' "${sk[@]}" | median)
