@@ -388,7 +388,10 @@ fn tls_certificate_for_another_name_is_refused() {
 #[test]
 fn bearer_token_flow() {
     let t = tmp();
-    let reg = Registry::start(t.path(), Auth::Token(vec![("alice", "secret", "pull,push"), ("bob", "reader", "pull")]));
+    let reg = Registry::start(
+        t.path(),
+        Auth::Token(vec![("alice", "secret", "pull,push"), ("bob", "reader", "pull"), ("late", "pw", "expired")]),
+    );
     let (built, _) = oci_layout(&t.path().join("oci"), &rich_layers(), Comp::Gzip, "v1");
     skopeo_push(&t.path().join("oci"), "v1", &format!("{}/tok/rich:v1", reg.host), &["--dest-creds", "alice:secret"]);
     let home = t.path().join("home");
@@ -402,6 +405,8 @@ fn bearer_token_flow() {
         &run_env(&ctl, &home, &["pull", "--tls-verify=false", "--creds", "bob:wrong", &name], None),
         "invalid username or password",
     );
+    let late = ["pull", "--tls-verify=false", "--creds", "late:pw", name.as_str()];
+    one_line_error(&run_env(&ctl, &home, &late, None), "expired or invalid");
     assert_eq!(ctl.snapshot(), before);
     let o = run_env(&ctl, &home, &["pull", "--tls-verify=false", "--creds", "bob:reader", &name], None);
     assert_eq!(pulled_id(&o), built.id);

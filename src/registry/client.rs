@@ -365,6 +365,9 @@ impl Client {
                 "{what}: insufficient_scope: the credentials for {} do not allow {} on {} ({text})",
                 self.registry, self.actions, self.repository
             )),
+            401 if self.creds.is_some() && self.bearer() => Error(format!(
+                "{what}: the registry refused the token from the token server (expired or invalid) ({text})"
+            )),
             401 => Error(format!(
                 "{what}: authentication required ({text}); use --creds or unionctl login {}",
                 self.registry
@@ -376,6 +379,11 @@ impl Client {
 
     pub fn header(r: &Response<Body>, name: &str) -> Option<String> {
         header(r, name)
+    }
+
+    /// Whether a Bearer token is in use.
+    fn bearer(&self) -> bool {
+        self.auth.read().is_ok_and(|a| a.as_deref().is_some_and(|a| a.starts_with("Bearer ")))
     }
 }
 

@@ -1,7 +1,7 @@
 """A small token server for the registry tests (Docker's token auth).
 
 usage: token_server.py PORT CERT KEY USERS_JSON
-USERS_JSON maps user -> [password, "pull" | "pull,push"]. Anonymous users
+USERS_JSON maps user -> [password, "pull" | "pull,push" | "expired"]. Anonymous users
 get nothing; a wrong password is 401. Tokens are RS256 JWTs whose x5c
 header holds the signing certificate (the registry's rootcertbundle).
 """
@@ -45,11 +45,13 @@ class H(BaseHTTPRequestHandler):
         for scope in q.get("scope", []):
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
-            allowed = [a for a in actions.split(",") if a in granted]
+            allowed = [a for a in actions.split(",") if a in granted or "expired" in granted]
             access.append({"type": kind, "name": name, "actions": allowed})
         now = int(time.time())
+        # A user whose actions are "expired" gets tokens that expired already.
+        exp = now - 120 if "expired" in granted else now + 300
         claims = {"iss": "test-issuer", "aud": q.get("service", [""])[0], "sub": user or "",
-                  "exp": now + 300, "nbf": now - 10, "iat": now, "jti": str(uuid.uuid4()), "access": access}
+                  "exp": exp, "nbf": now - 600, "iat": now - 600, "jti": str(uuid.uuid4()), "access": access}
         token = jwt.encode(claims, key, algorithm="RS256", headers={"x5c": [x5c]})
         body = json.dumps({"token": token, "expires_in": 300}).encode()
         self.send_response(200)
