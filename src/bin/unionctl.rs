@@ -44,26 +44,32 @@ fn main() {
     let cli = Cli::parse();
     // Warnings by default; RUST_LOG=debug shows what a load skipped (xattrs).
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).try_init();
-    let root = cli.root.unwrap_or_else(Store::default_root);
-    let result = match cli.cmd {
-        // No store needed.
-        Cmd::Login(a) => reg::login(a),
-        Cmd::Logout(a) => reg::logout(a),
-        cmd => Store::open(&root).and_then(|store| run(&store, cmd)),
+    // login and logout need no store.
+    let cli = match cli.cmd {
+        Cmd::Login(a) => exit_with(reg::login(a)),
+        Cmd::Logout(a) => exit_with(reg::logout(a)),
+        cmd => Cli { cmd, ..cli },
     };
+    let root = cli.root.unwrap_or_else(Store::default_root);
+    let result = Store::open(&root).and_then(|store| match cli.cmd {
+        Cmd::Image { cmd } => image::run(&store, cmd),
+        Cmd::Images { quiet, format } => {
+            image::run(&store, ImageCmd::Ls { quiet, all: false, format, no_trunc: false })
+        }
+        Cmd::Pull(a) => reg::pull(&store, a),
+        Cmd::Push(a) => reg::push(&store, a),
+        Cmd::Login(_) | Cmd::Logout(_) => Ok(()),
+    });
     if let Err(e) = result {
         eprintln!("unionctl: error: {e}");
         std::process::exit(unionfs::store::error::exit_status());
     }
 }
 
-fn run(store: &Store, cmd: Cmd) -> unionfs::store::error::Result<()> {
-    match cmd {
-        Cmd::Image { cmd } => image::run(store, cmd),
-        Cmd::Images { quiet, format } => image::run(store, ImageCmd::Ls { quiet, all: false, format, no_trunc: false }),
-        Cmd::Pull(a) => reg::pull(store, a),
-        Cmd::Push(a) => reg::push(store, a),
-        Cmd::Login(a) => reg::login(a),
-        Cmd::Logout(a) => reg::logout(a),
+fn exit_with(r: unionfs::store::error::Result<()>) -> ! {
+    if let Err(e) = r {
+        eprintln!("unionctl: error: {e}");
+        std::process::exit(unionfs::store::error::exit_status());
     }
+    std::process::exit(0)
 }
