@@ -111,6 +111,10 @@ fn plain_http_pull_matches_load_and_reuses_layers() {
     assert_eq!(pulled_id(&o), built.id);
     assert!(o.stderr.contains("0 new layers, 3 already stored"), "{}", o.stderr);
     assert_eq!(reg.all_blob_gets(), gets, "no blob is fetched again");
+    // `image pull` is the same verb.
+    let o = ctl.run(&["image", "pull", "-q", "--tls-verify=false", &name]);
+    assert!(o.ok && o.stderr.is_empty(), "{}", o.stderr);
+    assert_eq!(o.stdout.trim(), built.id);
 
     // An image sharing the base layer: only the new layer is downloaded.
     let mut l2 = vec![layers[0].clone()];
