@@ -678,6 +678,15 @@ fn push_recompresses_on_request() {
     assert!(patches >= 5, "{patches} chunks");
     let fresh = Ctl::new(&t.path().join("fresh2"));
     assert_eq!(pulled_id(&pull(&fresh, &dest2, &[])), b2.id);
+    // A 503 on an upload is retried (--retry 0: reported).
+    let proxy = Proxy::start(reg.port, Mode::FailUploadOnce);
+    let via = format!("127.0.0.1:{}/comp/retried:1", proxy.port);
+    let o = ctl.run(&["push", "-q", "--tls-verify=false", "--retry", "0", "localhost/b:v1", &via]);
+    one_line_error(&o, "HTTP 503");
+    let o = ctl.run(&["push", "--tls-verify=false", "localhost/b:v1", &via]);
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(proxy.cuts.load(std::sync::atomic::Ordering::SeqCst), 3, "one 503, then the uploads went through");
+    assert_eq!(pulled_id(&pull(&Ctl::new(&t.path().join("fresh3")), &via, &[])), b2.id);
     let o = ctl.run(&["push", "--tls-verify=false", "--compression-format", "lz4", "localhost/g:v1", &dest]);
     one_line_error(&o, "unknown compression format");
 }

@@ -80,6 +80,9 @@ pub struct PushArgs {
     /// Upload blobs larger than this many bytes in PATCH chunks of this size (0: one PUT)
     #[arg(long, default_value_t = 0)]
     pub chunk_size: u64,
+    /// Attempts per blob after a broken connection or a server error
+    #[arg(long, default_value_t = 3)]
+    pub retry: u32,
 }
 
 #[derive(Args, Debug)]
@@ -137,7 +140,8 @@ pub fn push(store: &Store, a: PushArgs) -> Result<()> {
         }
     };
     let compression = a.compression_format.as_deref().map(push::parse_compression).transpose()?;
-    let p = push::push(store, &a.image, a.dest.as_deref(), &a.registry.options()?, compression, a.chunk_size, &say)?;
+    let o = push::PushOptions { registry: a.registry.options()?, compression, chunk: a.chunk_size, retry: a.retry };
+    let p = push::push(store, &a.image, a.dest.as_deref(), &o, &say)?;
     if let Some(f) = &a.digestfile {
         std::fs::write(f, p.digest.as_str()).ctx(f.display())?;
     }

@@ -9,7 +9,7 @@ use super::client::{Client, Options};
 use super::reference::Reference;
 use crate::store::compress::{decompress, Compression};
 use crate::store::digest::Digest;
-use crate::store::error::{err, Context, Result};
+use crate::store::error::{err, Context, Error, Result};
 use crate::store::images;
 use crate::store::layers::BlobRef;
 use crate::store::spec::{self, Descriptor, Manifest};
@@ -31,23 +31,41 @@ fn with_query(url: &str, q: &str) -> String {
     format!("{url}{}{q}", if url.contains('?') { "&" } else { "?" })
 }
 
+/// A step of an upload: its error, and whether trying again may help.
+type Step<T> = std::result::Result<T, (Error, bool)>;
+
+/// Transport failures may pass.
+fn net<T>(r: Result<T>) -> Step<T> {
+    r.map_err(|e| (e, true))
+}
+
+fn stop<T>(r: Result<T>) -> Step<T> {
+    r.map_err(|e| (e, false))
+}
+
+/// A refusal: worth another try only for a server error or throttling.
+fn status(c: &Client, what: &str, r: &mut ureq::http::Response<ureq::Body>) -> (Error, bool) {
+    let s = r.status().as_u16();
+    (c.fail(what, r), s >= 500 || s == 429)
+}
+
 /// Upload one blob unless the registry has it; true when it was sent.
-fn blob(c: &Client, path: &Path, d: &Digest, mount_from: &[String], chunk: u64, say: &dyn Fn(&str)) -> Result<bool> {
+fn blob(c: &Client, path: &Path, d: &Digest, mount_from: &[String], chunk: u64, say: &dyn Fn(&str)) -> Step<bool> {
     let what = format!("blob {}", d.short());
-    let mut r = c.call(Method::HEAD, &c.url(&format!("blobs/{d}")), &[], true)?;
+    let mut r = net(c.call(Method::HEAD, &c.url(&format!("blobs/{d}")), &[], true))?;
     match r.status().as_u16() {
         200 => {
             say(&format!("Copying blob {} skipped: already exists", d.short()));
             return Ok(false);
         }
         404 => {}
-        _ => return Err(c.fail(&what, &mut r)),
+        _ => return Err(status(c, &what, &mut r)),
     }
-    let f = File::open(path).ctx(format!("{what}: not in the store"))?;
+    let f = stop(File::open(path).ctx(format!("{what}: not in the store")))?;
     let mut location = None;
     for from in mount_from {
         let url = c.url(&format!("blobs/uploads/?mount={d}&from={from}"));
-        let mut r = c.send(Method::POST, &url, &[], &[][..])?;
+        let mut r = net(c.send(Method::POST, &url, &[], &[][..]))?;
         match r.status().as_u16() {
             201 => {
                 say(&format!("Copying blob {} mounted from {from}", d.short()));
@@ -60,24 +78,24 @@ fn blob(c: &Client, path: &Path, d: &Digest, mount_from: &[String], chunk: u64, 
             }
             // No access to the other repository (a token scoped to this one): upload.
             401 | 403 => continue,
-            _ => return Err(c.fail(&what, &mut r)),
+            _ => return Err(status(c, &what, &mut r)),
         }
     }
     let location = match location {
         Some(l) => l,
         None => {
-            let mut r = c.send(Method::POST, &c.url("blobs/uploads/"), &[], &[][..])?;
+            let mut r = net(c.send(Method::POST, &c.url("blobs/uploads/"), &[], &[][..]))?;
             if r.status().as_u16() != 202 {
-                return Err(c.fail(&format!("{what}: starting the upload"), &mut r));
+                return Err(status(c, &format!("{what}: starting the upload"), &mut r));
             }
             match Client::header(&r, "location") {
                 Some(l) => l,
-                None => return err(format!("{what}: the registry gave no upload Location")),
+                None => return stop(err(format!("{what}: the registry gave no upload Location"))),
             }
         }
     };
     say(&format!("Copying blob {}", d.short()));
-    let size = f.metadata().ctx(&what)?.len();
+    let size = stop(f.metadata().ctx(&what))?.len();
     let octets = || ("Content-Type", "application/octet-stream".to_string());
     let mut r = if chunk > 0 && size > chunk {
         // Chunked: PATCH each piece to the latest Location, then PUT the digest.
@@ -87,28 +105,28 @@ fn blob(c: &Client, path: &Path, d: &Digest, mount_from: &[String], chunk: u64, 
         while off < size {
             let n = chunk.min(size - off);
             let mut piece = Vec::with_capacity(n as usize);
-            (&mut f).take(n).read_to_end(&mut piece).ctx(&what)?;
+            stop((&mut f).take(n).read_to_end(&mut piece).ctx(&what))?;
             if piece.len() as u64 != n {
-                return err(format!("{what}: the stored blob changed while it was read"));
+                return stop(err(format!("{what}: the stored blob changed while it was read")));
             }
             let range = ("Content-Range", format!("{off}-{}", off + n - 1));
-            let mut r = c.send(Method::PATCH, &loc, &[octets(), range], piece)?;
+            let mut r = net(c.send(Method::PATCH, &loc, &[octets(), range], piece))?;
             if r.status().as_u16() != 202 {
-                return Err(c.fail(&format!("{what}: upload at byte {off}"), &mut r));
+                return Err(status(c, &format!("{what}: upload at byte {off}"), &mut r));
             }
             loc = match Client::header(&r, "location") {
                 Some(l) => c.location(&l),
-                None => return err(format!("{what}: the registry gave no upload Location")),
+                None => return stop(err(format!("{what}: the registry gave no upload Location"))),
             };
             off += n;
         }
-        c.send(Method::PUT, &with_query(&loc, &format!("digest={d}")), &[], &[][..])?
+        net(c.send(Method::PUT, &with_query(&loc, &format!("digest={d}")), &[], &[][..]))?
     } else {
         let url = with_query(&c.location(&location), &format!("digest={d}"));
-        c.send(Method::PUT, &url, &[octets()], f)?
+        net(c.send(Method::PUT, &url, &[octets()], f))?
     };
     if r.status().as_u16() != 201 {
-        return Err(c.fail(&format!("{what}: upload"), &mut r));
+        return Err(status(c, &format!("{what}: upload"), &mut r));
     }
     Ok(true)
 }
@@ -209,15 +227,20 @@ fn converted(
     Ok(Some((bytes, d, files)))
 }
 
-pub fn push(
-    store: &Store,
-    image: &str,
-    dest: Option<&str>,
-    o: &Options,
-    compression: Option<Compression>,
-    chunk: u64,
-    say: &dyn Fn(&str),
-) -> Result<Pushed> {
+/// How to push.
+#[derive(Clone, Debug, Default)]
+pub struct PushOptions {
+    pub registry: Options,
+    /// Recompress layers stored otherwise.
+    pub compression: Option<Compression>,
+    /// PATCH pieces of this size (0: one PUT per blob).
+    pub chunk: u64,
+    /// Attempts per blob after a retryable failure.
+    pub retry: u32,
+}
+
+pub fn push(store: &Store, image: &str, dest: Option<&str>, po: &PushOptions, say: &dyn Fn(&str)) -> Result<Pushed> {
+    let (o, compression, chunk, retry) = (&po.registry, po.compression, po.chunk, po.retry);
     let img = images::resolve(store, image)?;
     let dest = match dest {
         Some(d) => d.to_string(),
@@ -263,7 +286,20 @@ pub fn push(
             continue;
         }
         seen.push(d.clone());
-        if blob(&c, path, d, &mount_from, chunk, say)? {
+        let mut failures = 0;
+        let sent = loop {
+            match blob(&c, path, d, &mount_from, chunk, say) {
+                Ok(sent) => break sent,
+                Err((e, true)) if failures < retry => {
+                    failures += 1;
+                    let wait = std::time::Duration::from_millis(200u64 << failures.min(5));
+                    log::warn!("{e}; retrying in {wait:?}");
+                    std::thread::sleep(wait);
+                }
+                Err((e, _)) => return Err(e),
+            }
+        };
+        if sent {
             uploaded += 1;
         } else {
             skipped += 1;

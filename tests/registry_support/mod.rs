@@ -204,6 +204,8 @@ pub enum Mode {
     StripRange,
     /// Send blob answers slowly (bytes per 10 ms).
     Slow(usize),
+    /// Answer the first blob upload PUT with a 503.
+    FailUploadOnce,
     /// Ask for Basic credentials at /v2/ and answer blob GETs with a 307 to
     /// this port on `localhost` (another host name).
     Redirect(u16),
@@ -318,6 +320,15 @@ fn serve(
         if !reply.is_empty() {
             return client.write_all(reply.as_bytes());
         }
+    }
+    if m == Mode::FailUploadOnce
+        && first.starts_with("PUT ")
+        && first.contains("/blobs/uploads/")
+        && cuts.fetch_add(1, Ordering::SeqCst) == 0
+    {
+        let mut body = vec![0u8; body_len];
+        reader.read_exact(&mut body)?;
+        return client.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     }
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     up.write_all(out.as_bytes())?;
