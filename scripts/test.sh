@@ -15,7 +15,8 @@ fi
 # ---- what the tests need
 # fuse3: fusermount3; attr: getfattr/setfattr; acl: setfacl; libcap2-bin:
 # setcap/getcap; skopeo and podman: check that saved images are archives
-# they accept.
+# they accept; the registry tests (tests/registry.rs): the registry,
+# htpasswd, openssl, the token server's JWT.
 need() { command -v "$1" >/dev/null || missing="$missing $2"; }
 missing=""
 need fusermount3 fuse3
@@ -24,6 +25,10 @@ need setfacl acl
 need setcap libcap2-bin
 need skopeo skopeo
 need podman podman
+need docker-registry docker-registry
+need htpasswd apache2-utils
+need openssl openssl
+/usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null || missing="$missing python3-jwt python3-cryptography"
 if [ -n "$missing" ]; then
     echo "== apt-get install$missing"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null || {

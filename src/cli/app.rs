@@ -3,6 +3,7 @@
 
 use crate::cli::container::{self, ContainerCmd, CpArgs, CreateArgs, PsArgs};
 use crate::cli::image::{self, ImageCmd};
+use crate::cli::registry as reg;
 use crate::cli::system::{self, SystemCmd};
 use crate::cli::volume::{self, VolumeCmd};
 use crate::store::Store;
@@ -33,6 +34,14 @@ pub enum Cmd {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Pull an image from a registry (same as `image pull`)
+    Pull(reg::PullArgs),
+    /// Push an image to a registry (same as `image push`)
+    Push(reg::PushArgs),
+    /// Log in to a registry (credentials go to the auth file, 0600)
+    Login(reg::LoginArgs),
+    /// Remove the credentials of a registry
+    Logout(reg::LogoutArgs),
     /// Manage containers
     Container {
         #[command(subcommand)]
@@ -156,12 +165,21 @@ fn inspect_any(store: &Store, names: &[String], size: bool, format: &str) -> cra
 
 /// Run one parsed command line against its store.
 pub fn run(cli: Cli) -> crate::store::error::Result<()> {
+    // login and logout need no store.
+    let cli = match cli.cmd {
+        Cmd::Login(a) => return reg::login(a),
+        Cmd::Logout(a) => return reg::logout(a),
+        cmd => Cli { cmd, ..cli },
+    };
     let root = cli.root.unwrap_or_else(Store::default_root);
     Store::open(&root).and_then(|store| match cli.cmd {
         Cmd::Image { cmd } => image::run(&store, cmd),
         Cmd::Images { quiet, format } => {
             image::run(&store, ImageCmd::Ls { quiet, all: false, format, no_trunc: false })
         }
+        Cmd::Pull(a) => reg::pull(&store, a),
+        Cmd::Push(a) => reg::push(&store, a),
+        Cmd::Login(_) | Cmd::Logout(_) => Ok(()),
         Cmd::Container { cmd } => container::run(&store, cmd),
         Cmd::Create(a) => container::run(&store, ContainerCmd::Create(a)),
         Cmd::Ps(a) => container::run(&store, ContainerCmd::Ls(a)),

@@ -81,6 +81,10 @@ pub enum ImageCmd {
         #[arg(short, long)]
         force: bool,
     },
+    /// Pull an image from a registry
+    Pull(crate::cli::registry::PullArgs),
+    /// Push an image to a registry
+    Push(crate::cli::registry::PushArgs),
     /// Write an image to an archive
     Save {
         /// File (a symlink is followed and kept), - for standard output, or a pipe/device
@@ -271,8 +275,10 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
             Ok(())
         }
         ImageCmd::Prune { all, force: _ } => {
-            // Leftovers of killed loads (also swept when the store is opened).
+            // Leftovers of killed loads (also swept when the store is opened)
+            // and downloads of pulls that never finished.
             crate::store::recover::tmp(store);
+            crate::registry::blob::sweep_partials(store);
             let _lock = store.lock()?;
             let in_use = containers::images_in_use(store)?;
             let mut n = 0;
@@ -287,6 +293,8 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
             eprintln!("removed {n} images, {nl} layers, {nb} blobs; {} reclaimed", human_size(bytes));
             Ok(())
         }
+        ImageCmd::Pull(a) => crate::cli::registry::pull(store, a),
+        ImageCmd::Push(a) => crate::cli::registry::push(store, a),
         ImageCmd::Save { output, format, image } => {
             let fmt = Format::parse(&format)?;
             let img = images::resolve(store, &image)?;
@@ -373,6 +381,7 @@ fn inspect_json(store: &Store, i: &ImageRecord, users: &[String]) -> Result<serd
         "Id": i.id,
         "Digest": i.manifest_digest,
         "RepoTags": i.names,
+        "RepoDigests": repo_digests(i),
         "Created": cfg.created,
         "Architecture": cfg.architecture,
         "Os": cfg.os,
@@ -385,6 +394,14 @@ fn inspect_json(store: &Store, i: &ImageRecord, users: &[String]) -> Result<serd
         "LayerDirs": dirs,
         "Containers": users,
     }))
+}
+
+/// `repository@digest` for each name (the manifest pulled or loaded).
+fn repo_digests(i: &ImageRecord) -> Vec<String> {
+    let Some(d) = &i.manifest_digest else { return Vec::new() };
+    let mut v: Vec<String> = i.names.iter().map(|n| format!("{}@{d}", split_name(n).0)).collect();
+    v.dedup();
+    v
 }
 
 fn history(store: &Store, i: &ImageRecord, format: &str, no_trunc: bool, quiet: bool) -> Result<()> {

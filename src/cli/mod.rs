@@ -5,5 +5,6 @@ pub mod container;
 pub mod format;
 pub mod image;
 pub mod mount;
+pub mod registry;
 pub mod system;
 pub mod volume;

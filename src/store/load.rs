@@ -43,8 +43,9 @@ pub fn load(store: &Store, input: &Path, progress: &dyn Progress) -> Result<Vec<
     let src = open_input(input, &tmp.path)?;
     let plans = plans(src.as_ref(), &label)?;
     let mut out = Vec::new();
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     for p in plans {
-        out.push(load_one(store, src.as_ref(), p, progress)?);
+        out.push(load_plan(store, src.as_ref(), p, progress, jobs)?);
     }
     Ok(out)
 }
@@ -56,13 +57,14 @@ fn unpack_all(
     src: &dyn Source,
     todo: &[&layers::LayerPlan],
     progress: &dyn Progress,
+    jobs: usize,
 ) -> Result<HashMap<Digest, (LayerRecord, bool)>> {
     let total: u64 = todo.iter().filter_map(|l| src.size(&l.path)).sum();
     progress.start(total);
     let done: Mutex<HashMap<Digest, (LayerRecord, bool)>> = Mutex::new(HashMap::new());
     let first_err: Mutex<Option<crate::store::error::Error>> = Mutex::new(None);
     let next = AtomicU64::new(0);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(todo.len()).max(1);
+    let workers = jobs.min(todo.len()).max(1);
     let advance = |n: u64| progress.advance(n);
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -95,7 +97,15 @@ fn unpack_all(
     Ok(done)
 }
 
-fn load_one(store: &Store, src: &dyn Source, plan: ImagePlan, progress: &dyn Progress) -> Result<Loaded> {
+/// Load one planned image from `src`, unpacking up to `jobs` layers at once
+/// (also used by `pull`, whose source is a registry).
+pub fn load_plan(
+    store: &Store,
+    src: &dyn Source,
+    plan: ImagePlan,
+    progress: &dyn Progress,
+    jobs: usize,
+) -> Result<Loaded> {
     // Unique layers, each unpacked once.
     let mut todo: Vec<&layers::LayerPlan> = Vec::new();
     for l in &plan.layers {
@@ -119,7 +129,7 @@ fn load_one(store: &Store, src: &dyn Source, plan: ImagePlan, progress: &dyn Pro
             if attempts > 3 {
                 return err("layers keep disappearing while loading (another process is removing them)");
             }
-            for (k, v) in unpack_all(store, src, &missing, progress)? {
+            for (k, v) in unpack_all(store, src, &missing, progress, jobs)? {
                 done.insert(k, v);
             }
         }

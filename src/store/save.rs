@@ -61,7 +61,7 @@ fn add_file<W: Write>(b: &mut tar::Builder<W>, path: &str, src: &Path) -> Result
 }
 
 /// The manifest to write: the one loaded, else one made from the record.
-fn manifest_of(store: &Store, img: &ImageRecord, config_len: u64) -> Result<(Vec<u8>, Digest)> {
+pub(crate) fn manifest_of(store: &Store, img: &ImageRecord, config_len: u64) -> Result<(Vec<u8>, Digest)> {
     if let Some(d) = &img.manifest_digest {
         let d = Digest::parse(d)?;
         if let Ok(bytes) = fs::read(store.blob_path(&d)) {
