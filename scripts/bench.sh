@@ -48,6 +48,7 @@
 #                       compare2, ...)
 #   --no-install        do not apt-get install fio / fuse-overlayfs
 #   --out FILE          also write the table to FILE
+#   --raw FILE          also write every run's value (TSV) to FILE
 #   --timeout SECS      limit per timed workload (default 600)
 # Needs root (the kernel overlay, dropping caches). With CARGO_LOCK=FILE set
 # the build runs under `flock FILE`; CARGO_BUILD_JOBS limits its parallelism.
@@ -58,7 +59,7 @@ ROOT=$PWD
 HELPER=$ROOT/scripts/bench_helper.py
 
 RUNS=3 SHARE_MB=0 BIG_MB=1024 WRITE_MB=1024 RR_MB=256 TOUCH_N=2000
-TREE=include ONLY="" WANT_TARGETS="" UNIONFS_BIN="" INSTALL=1 OUT="" CASE_TIMEOUT=600
+TREE=include ONLY="" WANT_TARGETS="" UNIONFS_BIN="" INSTALL=1 OUT="" RAW="" CASE_TIMEOUT=600
 COMPARE_BINS=() COMPARE_LABELS=()
 
 die() { echo "bench.sh: $*" >&2; exit 2; }
@@ -81,6 +82,7 @@ while [ $# -gt 0 ]; do
     --compare-label) need_arg "$@"; COMPARE_LABELS+=("$2"); shift ;;
     --no-install) INSTALL=0 ;;
     --out) need_arg "$@"; OUT=$2; shift ;;
+    --raw) need_arg "$@"; RAW=$2; shift ;;
     --timeout) need_arg "$@"; num "$1" "$2"; CASE_TIMEOUT=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -290,8 +292,8 @@ run_case() { # workload target run
     fi
     case $pre in
     cold) drop_caches; CACHES_COLD=1 ;;
-    walk) (cd "$d/mnt" && wl_walk) || true ;; # a failure shows in the timed run
-    bigread) (cd "$d/mnt" && wl_read_big) || true ;;
+    walk) (cd "$d/mnt" && wl_walk) 2> /dev/null || true ;; # failures show in the timed run
+    bigread) (cd "$d/mnt" && wl_read_big) 2> /dev/null || true ;;
     esac
     if timed "$d/mnt" "$fn"; then
         printf '%s\t%s\t%s\t%s\n' "$w" "$t" "$r" "$SECS" >> "$RESULTS"
@@ -315,6 +317,7 @@ for r in $(seq "$RUNS"); do
         for t in "${TARGETS[@]}"; do run_case "$w" "$t" "$r"; done
     done
 done
+[ -z "$RAW" ] || cp "$RESULTS" "$RAW"
 ELAPSED=$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 
 {

@@ -87,7 +87,7 @@ def cmd_table(results, targets):
             if wl not in order:
                 order.append(wl)
             if val == "FAIL":
-                fails.setdefault((wl, tgt), note or "failed")
+                fails.setdefault((wl, tgt), []).append(note or "failed")
             else:
                 data.setdefault((wl, tgt), []).append(float(val))
     base = targets[0]
@@ -99,16 +99,19 @@ def cmd_table(results, targets):
         ref_med = statistics.median(ref) if ref else None
         for tgt in targets:
             vals = data.get((wl, tgt))
-            if (wl, tgt) in fails:
-                cells.append("fails: " + fails[(wl, tgt)].replace("|", "/")[:60])
-            elif not vals:
-                cells.append("-")
+            failed = fails.get((wl, tgt), [])
+            why = failed[0].replace("|", "/")[:60] if failed else ""
+            if not vals:
+                cells.append(f"fails: {why}" if failed else "-")
+                continue
+            med = statistics.median(vals)
+            if tgt == base or not ref_med:
+                cell = fmt_secs(med)
             else:
-                med = statistics.median(vals)
-                if tgt == base or not ref_med:
-                    cells.append(fmt_secs(med))
-                else:
-                    cells.append(f"{fmt_secs(med)} ({med / ref_med:.2f}x)")
+                cell = f"{fmt_secs(med)} ({med / ref_med:.2f}x)"
+            if failed:
+                cell += f"; {len(failed)} of {len(failed) + len(vals)} runs fail: {why}"
+            cells.append(cell)
         print(f"| {wl} | " + " | ".join(cells) + " |")
     if rss:
         cells = []
@@ -116,6 +119,8 @@ def cmd_table(results, targets):
             vals = rss.get(tgt)
             cells.append(f"{statistics.median(vals) / 1024:.1f} MiB" if vals else "-")
         print("| daemon peak RSS after walk-cold | " + " | ".join(cells) + " |")
+    print()
+    print(f"Cells: median wall time of the successful runs (ratio to {base}'s median).")
 
 
 def main(argv):
