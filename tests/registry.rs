@@ -690,3 +690,29 @@ fn push_recompresses_on_request() {
     let o = ctl.run(&["push", "--tls-verify=false", "--compression-format", "lz4", "localhost/g:v1", &dest]);
     one_line_error(&o, "unknown compression format");
 }
+
+#[test]
+fn committed_container_pushes_and_pulls_back() {
+    let t = tmp();
+    let reg = Registry::start(t.path(), Auth::None);
+    let (built, _) = oci_layout(&t.path().join("oci"), &rich_layers(), Comp::Gzip, "v1");
+    let ctl = Ctl::new(&t.path().join("a"));
+    ctl.ok(&["image", "load", "-i", &t.path().join("oci").display().to_string()]);
+    let image = ctl.ok(&["image", "ls", "-q"]).trim().to_string();
+    assert!(built.id.starts_with(&image) || image.starts_with(&built.id[..12]), "{image} vs {}", built.id);
+    ctl.ok(&["create", "--name", "c", &built.id]);
+    let merged = std::path::PathBuf::from(ctl.ok(&["mount", "c"]).trim());
+    fs::write(merged.join("committed.txt"), b"from a container\n").unwrap();
+    ctl.ok(&["unmount", "c"]);
+    let id = ctl.ok(&["commit", "c", "test/committed:1"]).trim().to_string();
+    let dest = format!("{}/test/committed:1", reg.host);
+    ctl.ok(&["push", "--tls-verify=false", "test/committed:1", &dest]);
+    // Pulled into another store: the same image, the change in its top layer.
+    let other = Ctl::new(&t.path().join("b"));
+    let o = pull(&other, &dest, &[]);
+    assert_eq!(pulled_id(&o), id);
+    let v: serde_json::Value = serde_json::from_str(&other.ok(&["image", "inspect", &dest])).unwrap();
+    let top = std::path::PathBuf::from(v[0]["LayerDirs"][0].as_str().unwrap());
+    assert_eq!(fs::read(top.join("committed.txt")).unwrap(), b"from a container\n");
+    ctl.ok(&["rm", "c"]);
+}
