@@ -210,18 +210,7 @@ fn converted(
         });
         files.push((d, path));
     }
-    let m = Manifest {
-        schema_version: 2,
-        media_type: Some(spec::OCI_MANIFEST.into()),
-        config: Descriptor {
-            media_type: Some(spec::OCI_CONFIG.into()),
-            digest: img.config_digest.clone(),
-            size: config_len as i64,
-            annotations: None,
-            platform: None,
-        },
-        layers,
-    };
+    let m = Manifest::oci(&img.config_digest, config_len, layers);
     let bytes = serde_json::to_vec(&m)?;
     let d = Digest::of(&bytes);
     Ok(Some((bytes, d, files)))

@@ -68,18 +68,10 @@ pub(crate) fn manifest_of(store: &Store, img: &ImageRecord, config_len: u64) -> 
             return Ok((bytes, d));
         }
     }
-    let m = Manifest {
-        schema_version: 2,
-        media_type: Some(spec::OCI_MANIFEST.into()),
-        config: Descriptor {
-            media_type: Some(spec::OCI_CONFIG.into()),
-            digest: img.config_digest.clone(),
-            size: config_len as i64,
-            annotations: None,
-            platform: None,
-        },
-        layers: img
-            .layer_blobs
+    let m = Manifest::oci(
+        &img.config_digest,
+        config_len,
+        img.layer_blobs
             .iter()
             .map(|b| Descriptor {
                 media_type: Some(b.media_type.clone()),
@@ -89,7 +81,7 @@ pub(crate) fn manifest_of(store: &Store, img: &ImageRecord, config_len: u64) -> 
                 platform: None,
             })
             .collect(),
-    };
+    );
     let bytes = serde_json::to_vec(&m)?;
     let d = Digest::of(&bytes);
     Ok((bytes, d))

@@ -56,6 +56,24 @@ pub struct Manifest {
     pub layers: Vec<Descriptor>,
 }
 
+impl Manifest {
+    /// An OCI image manifest for a config blob and layer descriptors.
+    pub fn oci(config_digest: &str, config_len: u64, layers: Vec<Descriptor>) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST.into()),
+            config: Descriptor {
+                media_type: Some(OCI_CONFIG.into()),
+                digest: config_digest.to_string(),
+                size: config_len as i64,
+                annotations: None,
+                platform: None,
+            },
+            layers,
+        }
+    }
+}
+
 /// One entry of a `docker save` manifest.json.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct DockerEntry {

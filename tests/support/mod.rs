@@ -113,7 +113,12 @@ pub struct UnionMount {
 
 impl UnionMount {
     pub fn start(opts: &str, mnt: &Path, extra: &[&str]) -> UnionMount {
-        let mut child = Command::new(BIN)
+        UnionMount::spawn(Command::new(BIN), extra, opts, mnt)
+    }
+
+    /// `cmd -f EXTRA... -o OPTS MNT`, waited for until mounted.
+    fn spawn(mut cmd: Command, extra: &[&str], opts: &str, mnt: &Path) -> UnionMount {
+        let mut child = cmd
             .arg("-f")
             .args(extra)
             .arg("-o")
@@ -297,18 +302,9 @@ impl UnionMount {
     /// `PREFIX... unionfs -f -o OPTS MNT`; the prefix must exec its command
     /// (prlimit, setpriv), so the child's pid is the daemon's.
     pub fn start_with_prefix(prefix: &[&str], opts: &str, mnt: &Path) -> UnionMount {
-        let mut child = Command::new(prefix[0])
-            .args(&prefix[1..])
-            .arg(BIN)
-            .arg("-f")
-            .arg("-o")
-            .arg(opts)
-            .arg(mnt)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn unionfs");
-        wait_mounted(&mut child, mnt);
-        UnionMount { child: Some(child), mnt: mnt.to_path_buf() }
+        let mut cmd = Command::new(prefix[0]);
+        cmd.args(&prefix[1..]).arg(BIN);
+        UnionMount::spawn(cmd, &[], opts, mnt)
     }
 
     pub fn pid(&self) -> u32 {
