@@ -1,7 +1,7 @@
 //! `unionctl`'s command line (clap) and where each verb goes. The man pages
 //! and shell completions are generated from [`command`].
 
-use crate::cli::container::{self, ContainerCmd, CpArgs, CreateArgs, PsArgs};
+use crate::cli::container::{self, ContainerCmd, CtrVerb, PsArgs};
 use crate::cli::image::{self, ImageCmd};
 use crate::cli::registry as reg;
 use crate::cli::system::{self, SystemCmd};
@@ -47,8 +47,6 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ContainerCmd,
     },
-    /// Create a container from an image (prints its ID)
-    Create(CreateArgs),
     /// List containers
     Ps(PsArgs),
     /// Show containers (JSON); images and volumes too, when no container has the name
@@ -60,68 +58,9 @@ pub enum Cmd {
         #[arg(short, long, default_value = "json")]
         format: String,
     },
-    /// Remove containers
-    Rm {
-        #[arg(short, long)]
-        force: bool,
-        #[arg(short, long)]
-        volumes: bool,
-        #[arg(short, long)]
-        all: bool,
-        containers: Vec<String>,
-    },
-    /// Mount containers (no argument: list mounted containers)
-    Mount {
-        containers: Vec<String>,
-        #[arg(long, default_value = "table")]
-        format: String,
-        #[arg(long)]
-        no_trunc: bool,
-    },
-    /// Drop a mount reference; the last unmounts everything
-    #[command(alias = "umount")]
-    Unmount {
-        #[arg(short, long)]
-        all: bool,
-        #[arg(short, long)]
-        force: bool,
-        containers: Vec<String>,
-    },
-    /// A (added), C (changed), D (deleted) against the image
-    Diff {
-        container: String,
-        #[arg(long, default_value = "table")]
-        format: String,
-    },
-    /// Make an image of a container's changes
-    Commit {
-        #[arg(short, long)]
-        message: Option<String>,
-        #[arg(short, long)]
-        author: Option<String>,
-        #[arg(short, long)]
-        change: Vec<String>,
-        #[arg(short, long)]
-        quiet: bool,
-        #[arg(short, long)]
-        pause: Option<Option<bool>>,
-        container: String,
-        image: Option<String>,
-    },
-    /// Write a container's filesystem as a tar
-    Export {
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        container: String,
-    },
-    /// Copy files between a container and the host
-    Cp(CpArgs),
-    /// Run a command where a mounted container's volumes are (rootless: its namespace)
-    Unshare {
-        container: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        cmd: Vec<String>,
-    },
+    /// Create, rm, mount, unmount, diff, commit, export, cp, unshare (as `container ...`)
+    #[command(flatten)]
+    Ctr(CtrVerb),
     /// Manage volumes
     Volume {
         #[command(subcommand)]
@@ -181,25 +120,9 @@ pub fn run(cli: Cli) -> crate::store::error::Result<()> {
         Cmd::Push(a) => reg::push(&store, a),
         Cmd::Login(_) | Cmd::Logout(_) => Ok(()),
         Cmd::Container { cmd } => container::run(&store, cmd),
-        Cmd::Create(a) => container::run(&store, ContainerCmd::Create(a)),
+        Cmd::Ctr(v) => container::run_verb(&store, v),
         Cmd::Ps(a) => container::run(&store, ContainerCmd::Ls(a)),
         Cmd::Inspect { names, size, format } => inspect_any(&store, &names, size, &format),
-        Cmd::Rm { force, volumes, all, containers } => {
-            container::run(&store, ContainerCmd::Rm { force, volumes, all, containers })
-        }
-        Cmd::Mount { containers, format, no_trunc } => {
-            container::run(&store, ContainerCmd::Mount { containers, format, no_trunc })
-        }
-        Cmd::Unmount { all, force, containers } => {
-            container::run(&store, ContainerCmd::Unmount { all, force, containers })
-        }
-        Cmd::Diff { container: c, format } => container::run(&store, ContainerCmd::Diff { container: c, format }),
-        Cmd::Commit { message, author, change, quiet, pause, container: c, image } => {
-            container::run(&store, ContainerCmd::Commit { message, author, change, quiet, pause, container: c, image })
-        }
-        Cmd::Export { output, container: c } => container::run(&store, ContainerCmd::Export { output, container: c }),
-        Cmd::Cp(a) => container::run(&store, ContainerCmd::Cp(a)),
-        Cmd::Unshare { container: c, cmd } => container::run(&store, ContainerCmd::Unshare { container: c, cmd }),
         Cmd::Volume { cmd } => volume::run(&store, cmd),
         Cmd::System { cmd } => system::run(&store, cmd),
         Cmd::Info { format } => system::info(&store, &format),

@@ -91,9 +91,9 @@ pub struct CpArgs {
 }
 
 #[derive(Subcommand, Debug, Clone)]
+// Parsed once per process: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ContainerCmd {
-    /// Create a container from an image (prints its ID)
-    Create(CreateArgs),
     /// List containers
     #[command(alias = "list", alias = "ps")]
     Ls(PsArgs),
@@ -106,6 +106,16 @@ pub enum ContainerCmd {
         #[arg(short, long, default_value = "json")]
         format: String,
     },
+    #[command(flatten)]
+    Verb(CtrVerb),
+}
+
+/// The container verbs that `unionctl` also takes at the top level
+/// (`unionctl rm` = `unionctl container rm`, as podman and docker do).
+#[derive(Subcommand, Debug, Clone)]
+pub enum CtrVerb {
+    /// Create a container from an image (prints its ID)
+    Create(CreateArgs),
     /// Remove containers
     #[command(alias = "remove")]
     Rm {
@@ -189,23 +199,30 @@ fn name_of(c: &Container) -> &str {
 
 pub fn run(store: &Store, cmd: ContainerCmd) -> Result<()> {
     match cmd {
-        ContainerCmd::Create(a) => create(store, a),
         ContainerCmd::Ls(a) => ps(store, a),
         ContainerCmd::Inspect { containers, size, format } => inspect(store, &containers, size, &format),
-        ContainerCmd::Rm { force, volumes, all, containers } => rm(store, &containers, force, volumes, all),
-        ContainerCmd::Mount { containers, format, no_trunc } => mount(store, &containers, &format, no_trunc),
-        ContainerCmd::Unmount { all, force, containers } => unmount(store, &containers, all, force),
-        ContainerCmd::Diff { container, format } => diff(store, &container, &format),
-        ContainerCmd::Commit { message, author, change, quiet, pause: _, container, image } => {
+        ContainerCmd::Verb(v) => run_verb(store, v),
+    }
+}
+
+/// Run one of the verbs the top level shares.
+pub fn run_verb(store: &Store, v: CtrVerb) -> Result<()> {
+    match v {
+        CtrVerb::Create(a) => create(store, a),
+        CtrVerb::Rm { force, volumes, all, containers } => rm(store, &containers, force, volumes, all),
+        CtrVerb::Mount { containers, format, no_trunc } => mount(store, &containers, &format, no_trunc),
+        CtrVerb::Unmount { all, force, containers } => unmount(store, &containers, all, force),
+        CtrVerb::Diff { container, format } => diff(store, &container, &format),
+        CtrVerb::Commit { message, author, change, quiet, pause: _, container, image } => {
             let c = containers::resolve(store, &container)?;
             let id = commit::commit(store, &c, &commit::Opts { message, author, changes: change, name: image })?;
             let _ = quiet;
             println!("{id}");
             Ok(())
         }
-        ContainerCmd::Export { output, container } => export(store, &container, output),
-        ContainerCmd::Cp(a) => cp(store, a),
-        ContainerCmd::Unshare { container, cmd } => {
+        CtrVerb::Export { output, container } => export(store, &container, output),
+        CtrVerb::Cp(a) => cp(store, a),
+        CtrVerb::Unshare { container, cmd } => {
             let c = containers::resolve(store, &container)?;
             crate::store::userns::enter(store, &c, &cmd)
         }
