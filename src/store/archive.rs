@@ -173,6 +173,30 @@ fn data_segments(fd: RawFd, size: u64) -> Option<Vec<(u64, u64)>> {
 }
 
 impl<W: Write> Writer<W> {
+    /// A writer whose first entry is the root directory `root` itself when
+    /// `opts.root_name` asks for one (its mode, owner, times, xattrs).
+    fn start(out: W, opts: &Options, root: RawFd, root_st: &at::Stat) -> Result<Writer<W>> {
+        let mut w =
+            Writer { b: tar::Builder::new(out), opts: opts.clone(), links: HashMap::new(), root_dev: root_st.st_dev };
+        if let Some(name) = &opts.root_name {
+            w.pax(&pax_xattrs(&w.xattrs(root)))?;
+            let over = OVERRIDE
+                .iter()
+                .find_map(|n| xattr::get(xattr::Target::Fd(root), OsStr::new(n)).ok().flatten())
+                .and_then(|v| parse_override(&v));
+            let (uid, gid, mode) = match over {
+                Some(o) => (o.uid, o.gid, o.mode),
+                None => (root_st.st_uid, root_st.st_gid, root_st.st_mode & 0o7777),
+            };
+            let (uid, gid) = opts.owner.unwrap_or((uid, gid));
+            let mut h = header(tar::EntryType::Directory, mode, uid, gid, root_st.st_mtime, 0);
+            w.b.append_data(&mut h, name, io::empty()).ctx("tar")?;
+        }
+        Ok(w)
+    }
+}
+
+impl<W: Write> Writer<W> {
     fn xattrs(&self, fd: RawFd) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();
         let names = xattr::list(xattr::Target::Path(fd)).unwrap_or_default();
@@ -410,23 +434,7 @@ fn sorted_names(fd: RawFd) -> io::Result<Vec<OsString>> {
 pub fn write_tree<W: Write>(top: RawFd, opts: &Options, out: W) -> Result<W> {
     let root = at::openat(top, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     let root_st = at::fstat(root.as_raw_fd())?;
-    let mut w =
-        Writer { b: tar::Builder::new(out), opts: opts.clone(), links: HashMap::new(), root_dev: root_st.st_dev };
-    if let Some(name) = &opts.root_name {
-        // The root's own entry (its mode, owner, times, xattrs).
-        w.pax(&pax_xattrs(&w.xattrs(root.as_raw_fd())))?;
-        let over = OVERRIDE
-            .iter()
-            .find_map(|n| xattr::get(xattr::Target::Fd(root.as_raw_fd()), OsStr::new(n)).ok().flatten())
-            .and_then(|v| parse_override(&v));
-        let (uid, gid, mode) = match over {
-            Some(o) => (o.uid, o.gid, o.mode),
-            None => (root_st.st_uid, root_st.st_gid, root_st.st_mode & 0o7777),
-        };
-        let (uid, gid) = opts.owner.unwrap_or((uid, gid));
-        let mut h = header(tar::EntryType::Directory, mode, uid, gid, root_st.st_mtime, 0);
-        w.b.append_data(&mut h, name, io::empty()).ctx("tar")?;
-    }
+    let mut w = Writer::start(out, opts, root.as_raw_fd(), &root_st)?;
     // Frames: this level's archive path (with its trailing slash), its
     // identity, and the names still to write (sorted, popped from the end).
     struct Frame {
@@ -628,22 +636,7 @@ pub fn write_merged<W: Write>(layers: &[std::path::PathBuf], sub: &[u8], opts: &
     }
     let first = top.first().ok_or_else(|| Error("no layers".into()))?;
     let root_st = at::fstat(first.as_raw_fd())?;
-    let mut w =
-        Writer { b: tar::Builder::new(out), opts: opts.clone(), links: HashMap::new(), root_dev: root_st.st_dev };
-    if let Some(name) = &opts.root_name {
-        w.pax(&pax_xattrs(&w.xattrs(first.as_raw_fd())))?;
-        let over = OVERRIDE
-            .iter()
-            .find_map(|n| xattr::get(xattr::Target::Fd(first.as_raw_fd()), OsStr::new(n)).ok().flatten())
-            .and_then(|v| parse_override(&v));
-        let (uid, gid, mode) = match over {
-            Some(o) => (o.uid, o.gid, o.mode),
-            None => (root_st.st_uid, root_st.st_gid, root_st.st_mode & 0o7777),
-        };
-        let (uid, gid) = opts.owner.unwrap_or((uid, gid));
-        let mut h = header(tar::EntryType::Directory, mode, uid, gid, root_st.st_mtime, 0);
-        w.b.append_data(&mut h, name, io::empty()).ctx("tar")?;
-    }
+    let mut w = Writer::start(out, opts, first.as_raw_fd(), &root_st)?;
     struct Frame {
         path: Vec<u8>,
         dirs: Vec<OwnedFd>,
