@@ -9,8 +9,9 @@ use crate::fs::{file, lookup, xattr, UnionFs};
 use crate::sys::at::{self, Time};
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 use log::debug;
 use parking_lot::Mutex;
@@ -144,6 +145,8 @@ impl Filesystem for Fuse {
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_BIG_WRITES,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
         ] {
             if config.capabilities().contains(cap) {
                 let _ = config.add_capabilities(cap);
@@ -374,6 +377,63 @@ impl Filesystem for Fuse {
             } else {
                 let e = &entries[(off - 2) as usize];
                 reply.add(INodeNo(e.ino), off + 1, attr::kind_of(e.kind), &e.name)
+            };
+            if full {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    /// READDIRPLUS: each entry comes with its lookup (one round trip instead
+    /// of one per name for `ls -l`, `find`); each entry given takes one
+    /// kernel reference, `.` and `..` none (node ID 0: no entry).
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let Some(h) = self.fs.dirs.get(&fh.0).map(|h| h.value().clone()) else {
+            return reply.error(Errno::EBADF);
+        };
+        let Ok(inode) = self.inode(ino) else {
+            return reply.error(Errno::ESTALE);
+        };
+        if offset == 0 {
+            match readdir::entries_of(&self.fs.layers, &inode.snapshot()) {
+                Ok(e) => *h.entries.lock() = Arc::new(e),
+                Err(e) => return reply.error(errno("readdirplus", e)),
+            }
+        }
+        let entries = h.entries.lock().clone();
+        let parent = inode.parent().map_or(inode.st_ino(), |p| p.st_ino());
+        let total = entries.len() as u64 + 2;
+        for off in offset..total {
+            // An entry without lookup: node ID 0 (the kernel takes no
+            // reference and looks the name up itself if it needs to).
+            let bare = |st_ino: u64, kind: u32| {
+                let mut st = at::zeroed_stat();
+                st.st_mode = kind;
+                attr::to_attr(st_ino, &st)
+            };
+            let full = if off < 2 {
+                let (i, n) = [(inode.st_ino(), "."), (parent, "..")][off as usize];
+                reply.add(INodeNo(0), off + 1, n, &Duration::ZERO, &bare(i, libc::S_IFDIR), Generation(0))
+            } else {
+                let e = &entries[(off - 2) as usize];
+                // A name the listing has but lookup does not (gone since, or
+                // an xattr whiteout readdir does not count): listed as plain
+                // readdir lists it.
+                let Ok((child, st)) = lookup::lookup(&self.fs, &inode, &e.name) else {
+                    let a = bare(e.ino, e.kind);
+                    if reply.add(INodeNo(0), off + 1, &e.name, &Duration::ZERO, &a, Generation(0)) {
+                        break;
+                    }
+                    continue;
+                };
+                let a = self.fs.attr_of(&child, &st);
+                let full = reply.add(INodeNo(child.nodeid), off + 1, &e.name, &self.ttl, &a, Generation(0));
+                if full {
+                    // Not sent: the reference it took goes back.
+                    self.fs.inodes.forget(child.nodeid, 1);
+                }
+                full
             };
             if full {
                 break;

@@ -469,7 +469,7 @@ impl DirEntList {
 
 #[derive(Debug)]
 pub(crate) struct DirEntryPlus<T: AsRef<Path>> {
-    #[allow(unused)] // We use `attr.ino` instead
+    /// unionfs patch: the node ID of the entry (`attr.ino` is its st_ino).
     ino: INodeNo,
     generation: Generation,
     offset: DirEntOffset,
@@ -523,7 +523,9 @@ impl DirEntPlusList {
         let name = x.name.as_ref().as_os_str().as_bytes();
         let header = abi::fuse_direntplus {
             entry_out: abi::fuse_entry_out {
-                nodeid: x.attr.attr.ino,
+                // unionfs patch: the node ID given, apart from the
+                // attributes' inode number (see `ReplyEntry::entry_with_nodeid`).
+                nodeid: x.ino.0,
                 generation: x.generation.into(),
                 entry_valid: x.entry_valid.as_secs(),
                 attr_valid: x.attr_valid.as_secs(),
