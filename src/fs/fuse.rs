@@ -4,7 +4,7 @@
 use crate::fs::attr::{self, SetAttr};
 use crate::fs::dir::{self, Caller, NewObj};
 use crate::fs::inode::Inode;
-use crate::fs::readdir::{self, DirHandle};
+use crate::fs::readdir::{self, DirEntry, DirHandle};
 use crate::fs::{file, lookup, xattr, UnionFs};
 use crate::sys::at::{self, Time};
 use fuser::{
@@ -127,6 +127,20 @@ impl Fuse {
             }
             Err(e) => reply.error(errno(op, e)),
         }
+    }
+
+    /// The listing of an open directory handle from `offset` on: the inode,
+    /// its entries (rebuilt at offset 0: rewinddir shows the directory as it
+    /// is now) and the parent's st_ino for `..`.
+    fn listing(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> io::Result<(Arc<Inode>, Arc<Vec<DirEntry>>, u64)> {
+        let h = self.fs.dirs.get(&fh.0).map(|h| h.value().clone()).ok_or_else(|| lookup::err(libc::EBADF))?;
+        let inode = self.inode(ino)?;
+        if offset == 0 {
+            *h.entries.lock() = Arc::new(readdir::entries_of(&self.fs.layers, &inode.snapshot())?);
+        }
+        let entries = h.entries.lock().clone();
+        let parent = inode.parent().map_or(inode.st_ino(), |p| p.st_ino());
+        Ok((inode, entries, parent))
     }
 
     fn make(&self, req: &Request, parent: INodeNo, name: &OsStr, obj: NewObj<'_>, reply: ReplyEntry, op: &str) {
@@ -353,21 +367,10 @@ impl Filesystem for Fuse {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let Some(h) = self.fs.dirs.get(&fh.0).map(|h| h.value().clone()) else {
-            return reply.error(Errno::EBADF);
+        let (inode, entries, parent) = match self.listing(ino, fh, offset) {
+            Ok(l) => l,
+            Err(e) => return reply.error(errno("readdir", e)),
         };
-        let Ok(inode) = self.inode(ino) else {
-            return reply.error(Errno::ESTALE);
-        };
-        if offset == 0 {
-            // rewinddir: show the directory as it is now.
-            match readdir::entries_of(&self.fs.layers, &inode.snapshot()) {
-                Ok(e) => *h.entries.lock() = Arc::new(e),
-                Err(e) => return reply.error(errno("readdir", e)),
-            }
-        }
-        let entries = h.entries.lock().clone();
-        let parent = inode.parent().map_or(inode.st_ino(), |p| p.st_ino());
         let dots = [(inode.st_ino(), "."), (parent, "..")];
         let total = entries.len() as u64 + 2;
         for off in offset..total {
@@ -389,20 +392,10 @@ impl Filesystem for Fuse {
     /// of one per name for `ls -l`, `find`); each entry given takes one
     /// kernel reference, `.` and `..` none (node ID 0: no entry).
     fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let Some(h) = self.fs.dirs.get(&fh.0).map(|h| h.value().clone()) else {
-            return reply.error(Errno::EBADF);
+        let (inode, entries, parent) = match self.listing(ino, fh, offset) {
+            Ok(l) => l,
+            Err(e) => return reply.error(errno("readdirplus", e)),
         };
-        let Ok(inode) = self.inode(ino) else {
-            return reply.error(Errno::ESTALE);
-        };
-        if offset == 0 {
-            match readdir::entries_of(&self.fs.layers, &inode.snapshot()) {
-                Ok(e) => *h.entries.lock() = Arc::new(e),
-                Err(e) => return reply.error(errno("readdirplus", e)),
-            }
-        }
-        let entries = h.entries.lock().clone();
-        let parent = inode.parent().map_or(inode.st_ino(), |p| p.st_ino());
         let total = entries.len() as u64 + 2;
         for off in offset..total {
             // An entry without lookup: node ID 0 (the kernel takes no
