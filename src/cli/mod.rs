@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod container;
+pub mod container_files;
 pub mod format;
 pub mod image;
 pub mod mount;

@@ -251,7 +251,7 @@ pub fn run(store: &Store, cmd: VolumeCmd) -> Result<()> {
         VolumeCmd::Export { output, volume } => {
             volumes::get(store, &volume)?;
             let data = volumes::data(store, &volume);
-            crate::cli::container::write_archive(output.as_deref(), "an archive", |w| {
+            crate::cli::container_files::write_archive(output.as_deref(), "an archive", |w| {
                 let d = crate::sys::at::openat(libc::AT_FDCWD, data.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0)
                     .ctx(data.display())?;
                 let opts = archive::Options { root_name: Some("./".into()), sparse: true, ..Default::default() };
