@@ -10,6 +10,8 @@
 # usage: scripts/bench-images.sh [RUNS] [OCI_LAYOUT:TAG]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-image.sh
+. scripts/bench-image.sh
 RUNS=${1:-3}
 command -v umoci >/dev/null || { apt-get update -qq && apt-get install -y -qq umoci >/dev/null; }
 cargo build --release --quiet
@@ -20,23 +22,7 @@ trap 'rm -rf "$W"' EXIT
 if [ -n "${2:-}" ]; then
     IMAGE=$2
 else
-    echo "== building a 3-layer image from /usr/share/doc, /usr/sbin, /etc, /usr/share/perl (umoci)"
-    umoci init --layout "$W/oci" >/dev/null
-    umoci new --image "$W/oci:bench" >/dev/null
-    i=0
-    for src in /usr/share/doc "/usr/sbin /etc" /usr/share/perl; do
-        i=$((i + 1))
-        mkdir -p "$W/l$i"
-        for s in $src; do
-            mkdir -p "$W/l$i$(dirname "$s")"
-            cp -a "$s" "$W/l$i$(dirname "$s")/" 2>/dev/null || true
-        done
-        tar --format=pax -C "$W/l$i" -cf "$W/l$i.tar" .
-        rm -rf "$W/l$i"
-        umoci raw add-layer --image "$W/oci:bench" "$W/l$i.tar" >/dev/null
-        rm -f "$W/l$i.tar"
-    done
-    IMAGE="$W/oci:bench"
+    bench_image "$W"
 fi
 LAYOUT=${IMAGE%%:*}
 echo "   image: $(du -sh "$LAYOUT" | cut -f1) compressed"
