@@ -79,8 +79,8 @@ fn create_mount_content_unmount_remount_rm() {
     assert_eq!(j[0]["Mounted"], true);
     assert!(j[0]["Size"]["rw"].as_u64().unwrap() >= 11);
     assert!(j[0]["Size"]["rootFsSize"].as_u64().unwrap() > j[0]["Size"]["rw"].as_u64().unwrap());
-    assert_eq!(e.ok(&["ps", "--format", "{{.Names}} {{.State}}"]).trim(), "web created");
-    let s = e.ok(&["ps", "-s"]);
+    assert_eq!(e.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]).trim(), "web created");
+    let s = e.ok(&["ps", "-a", "-s"]);
     assert!(s.contains("(virtual "), "{s}");
     assert_eq!(e.ok(&["mount"]).trim(), format!("{}  {}", &id[..12], m.display()));
     // Two references: one unmount keeps it, the second undoes everything.

@@ -79,6 +79,9 @@ pub enum Cmd {
     /// (internal) hold a rootless container's mount namespace
     #[command(name = "__ns-hold", hide = true)]
     NsHold { id: String, merged: PathBuf },
+    /// (internal) the monitor of a detached container
+    #[command(name = "__monitor", hide = true)]
+    Monitor { id: String },
 }
 
 fn inspect_any(store: &Store, names: &[String], size: bool, format: &str) -> crate::store::error::Result<()> {
@@ -127,6 +130,7 @@ pub fn run(cli: Cli) -> crate::store::error::Result<()> {
         Cmd::System { cmd } => system::run(&store, cmd),
         Cmd::Info { format } => system::info(&store, &format),
         Cmd::NsHold { id, merged } => crate::store::userns::hold(&store, &id, &merged),
+        Cmd::Monitor { id } => crate::runtime::monitor_main(&store, &id),
     })
 }
 

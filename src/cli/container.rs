@@ -4,6 +4,7 @@
 
 use crate::cli::container_files as files;
 use crate::cli::format::{self, Format};
+use crate::runtime::{self, state};
 use crate::store::containers::{self, Container, CreateOpts, Kind};
 use crate::store::error::{err, Error, Result};
 use crate::store::mounts::{self, Unmounted};
@@ -37,6 +38,21 @@ pub struct CreateArgs {
     /// KEY=VALUE
     #[arg(short = 'e', long)]
     pub env: Vec<String>,
+    /// A file of KEY=VALUE lines
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// The container's hostname (default: its short ID)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Give the process a terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Remove the container (and its anonymous volumes) when it exits
+    #[arg(long)]
+    pub rm: bool,
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
     #[arg(short = 'u', long)]
@@ -51,7 +67,7 @@ pub struct CreateArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PsArgs {
-    /// All containers (they are all shown: none runs; accepted for compatibility)
+    /// All containers (default: the running ones)
     #[arg(short, long)]
     pub all: bool,
     /// Sizes: the writable layer, and virtual = writable + image
@@ -178,6 +194,25 @@ pub enum CtrVerb {
     },
     /// Copy files between a container and the host
     Cp(CpArgs),
+    /// Create and start a container (foreground: exits with its status)
+    Run(crate::cli::run::RunArgs),
+    /// Start containers (detached; -a: in the foreground)
+    Start(crate::cli::run::StartArgs),
+    /// Stop running containers (stop signal, SIGKILL after -t seconds)
+    Stop(crate::cli::run::StopArgs),
+    /// Stop then start containers
+    Restart(crate::cli::run::StopArgs),
+    /// Send a signal to running containers
+    Kill(crate::cli::run::KillArgs),
+    /// Wait for containers to stop and print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Run a command in a running container
+    Exec(crate::cli::exec::ExecArgs),
+    /// Show a container's output
+    Logs(crate::cli::exec::LogsArgs),
     /// Run a command where the container's volumes are mounted (rootless: its user+mount namespace)
     Unshare {
         container: String,
@@ -219,6 +254,14 @@ pub fn run_verb(store: &Store, v: CtrVerb) -> Result<()> {
         }
         CtrVerb::Export { output, container } => files::export(store, &container, output),
         CtrVerb::Cp(a) => files::cp(store, a),
+        CtrVerb::Run(a) => crate::cli::run::run(store, a),
+        CtrVerb::Start(a) => crate::cli::run::start(store, a),
+        CtrVerb::Stop(a) => crate::cli::run::stop(store, a),
+        CtrVerb::Restart(a) => crate::cli::run::restart(store, a),
+        CtrVerb::Kill(a) => crate::cli::run::kill(store, a),
+        CtrVerb::Wait { containers } => crate::cli::run::wait(store, &containers),
+        CtrVerb::Exec(a) => crate::cli::exec::exec(store, a),
+        CtrVerb::Logs(a) => crate::cli::exec::logs(store, a),
         CtrVerb::Unshare { container, cmd } => {
             let c = containers::resolve(store, &container)?;
             crate::store::userns::enter(store, &c, &cmd)
@@ -226,7 +269,8 @@ pub fn run_verb(store: &Store, v: CtrVerb) -> Result<()> {
     }
 }
 
-fn create(store: &Store, a: CreateArgs) -> Result<()> {
+/// What `create` and `run` ask the store for.
+pub fn create_opts(a: CreateArgs) -> Result<CreateOpts> {
     let mut mounts = Vec::new();
     for v in &a.volume {
         mounts.push(containers::parse_volume_flag(v)?);
@@ -237,19 +281,32 @@ fn create(store: &Store, a: CreateArgs) -> Result<()> {
     for t in &a.tmpfs {
         mounts.push(containers::parse_tmpfs_flag(t)?);
     }
-    let o = CreateOpts {
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f).map_err(|e| Error(format!("--env-file {}: {e}", f.display())))?;
+        env.extend(crate::runtime::spec::parse_env_file(&text));
+    }
+    env.extend(a.env);
+    Ok(CreateOpts {
         name: a.name,
         image: a.image,
         cmd: a.cmd,
         mounts,
         labels: a.label,
-        env: a.env,
+        env,
         workdir: a.workdir,
         user: a.user,
         entrypoint: a.entrypoint,
         read_only: a.read_only,
-    };
-    let c = containers::create(store, &o)?;
+        hostname: a.hostname,
+        tty: a.tty,
+        interactive: a.interactive,
+        auto_remove: a.rm,
+    })
+}
+
+fn create(store: &Store, a: CreateArgs) -> Result<()> {
+    let c = containers::create(store, &create_opts(a)?)?;
     println!("{}", c.id);
     Ok(())
 }
@@ -260,7 +317,7 @@ fn sizes(store: &Store, c: &Container) -> (u64, u64) {
     (rw, rw + image)
 }
 
-fn matches(store: &Store, c: &Container, mounted: bool, f: &str) -> Result<bool> {
+fn matches(store: &Store, c: &Container, mounted: bool, status: &state::View, f: &str) -> Result<bool> {
     let (k, v) = f.split_once('=').ok_or_else(|| Error(format!("invalid filter {f:?} (KEY=VALUE)")))?;
     Ok(match k {
         "name" => {
@@ -283,9 +340,9 @@ fn matches(store: &Store, c: &Container, mounted: bool, f: &str) -> Result<bool>
             Err(_) => c.image_name == v || c.image_hex().starts_with(v),
         },
         "status" => match v {
-            "created" => true,
+            "created" | "running" | "exited" => status.status.as_str() == v,
             "mounted" => mounted,
-            "running" | "exited" | "paused" | "restarting" | "removing" | "dead" => false,
+            "paused" | "restarting" | "removing" | "dead" => false,
             _ => return err(format!("invalid status filter {v:?}")),
         },
         "volume" => c.mounts.iter().any(|m| m.name.as_deref() == Some(v) || m.destination == v),
@@ -293,7 +350,7 @@ fn matches(store: &Store, c: &Container, mounted: bool, f: &str) -> Result<bool>
     })
 }
 
-fn summary(store: &Store, c: &Container, mounted: Option<&PathBuf>, size: Option<(u64, u64)>) -> Value {
+fn summary(c: &Container, st: &state::View, mounted: Option<&PathBuf>, size: Option<(u64, u64)>) -> Value {
     let created = parse_rfc3339(&c.created).unwrap_or(0);
     let mut v = json!({
         "Id": c.id,
@@ -305,8 +362,10 @@ fn summary(store: &Store, c: &Container, mounted: Option<&PathBuf>, size: Option
         "Created": created,
         "CreatedAt": c.created,
         "RunningFor": ago(Some(created)),
-        "State": "created",
-        "Status": "Created",
+        "State": st.status.as_str(),
+        "Status": runtime::status_line(st),
+        "ExitCode": st.exit_code,
+        "Pid": st.pid,
         "Mounted": mounted.is_some(),
         "MergedDir": mounted,
         "Labels": if c.config.labels.is_empty() { Value::Null } else { json!(c.config.labels) },
@@ -315,7 +374,6 @@ fn summary(store: &Store, c: &Container, mounted: Option<&PathBuf>, size: Option
     if let Some((rw, root)) = size {
         v["Size"] = json!({"rw": rw, "rootFsSize": root});
     }
-    let _ = store;
     v
 }
 
@@ -323,13 +381,19 @@ fn ps(store: &Store, a: PsArgs) -> Result<()> {
     let all = containers::list(store)?;
     let mut rows = Vec::new();
     for c in &all {
+        let _ = runtime::monitor::reconcile(store, c);
+        let st = state::view(store, c);
+        // Running ones only, unless -a or a filter says otherwise (docker).
+        if !a.all && !st.running() && a.filter.is_empty() && !a.latest {
+            continue;
+        }
         let mounted = mounts::mounted(store, c).map(|(p, _)| p);
         let mut keep = true;
         for f in &a.filter {
-            keep &= matches(store, c, mounted.is_some(), f)?;
+            keep &= matches(store, c, mounted.is_some(), &st, f)?;
         }
         if keep {
-            rows.push((c, mounted));
+            rows.push((c, mounted, st));
         }
     }
     if a.latest {
@@ -337,14 +401,14 @@ fn ps(store: &Store, a: PsArgs) -> Result<()> {
     }
     let fmt = format::parse(&a.format);
     if a.quiet {
-        for (c, _) in &rows {
+        for (c, _, _) in &rows {
             println!("{}", if a.no_trunc { &c.id } else { c.short_id() });
         }
         return Ok(());
     }
     if !matches!(fmt, Format::Table) {
         let objs: Vec<Value> =
-            rows.iter().map(|(c, m)| summary(store, c, m.as_ref(), a.size.then(|| sizes(store, c)))).collect();
+            rows.iter().map(|(c, m, st)| summary(c, st, m.as_ref(), a.size.then(|| sizes(store, c)))).collect();
         return format::print_objects(&fmt, &objs);
     }
     let mut header = vec!["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"];
@@ -353,7 +417,7 @@ fn ps(store: &Store, a: PsArgs) -> Result<()> {
     }
     let table: Vec<Vec<String>> = rows
         .iter()
-        .map(|(c, m)| {
+        .map(|(c, m, st)| {
             let mut cmd = c.command().join(" ");
             if !a.no_trunc && cmd.chars().count() > 20 {
                 cmd = cmd.chars().take(17).collect::<String>() + "...";
@@ -363,7 +427,10 @@ fn ps(store: &Store, a: PsArgs) -> Result<()> {
                 c.image_name.clone(),
                 cmd,
                 ago(parse_rfc3339(&c.created)),
-                if m.is_some() { "Created (mounted)".into() } else { "Created".into() },
+                match (st.status == state::Status::Created, m.is_some()) {
+                    (true, true) => "Created (mounted)".into(),
+                    _ => runtime::status_line(st),
+                },
                 String::new(),
                 c.name.clone(),
             ];
@@ -420,6 +487,7 @@ pub fn inspect_json(store: &Store, c: &Container, size: bool) -> Result<Value> {
         Err(_) => Vec::new(),
     };
     let state = mounts::mounted(store, c);
+    let st = state::view(store, c);
     let cmd = c.command();
     let mut v = json!({
         "Id": c.id,
@@ -427,17 +495,17 @@ pub fn inspect_json(store: &Store, c: &Container, size: bool) -> Result<Value> {
         "Path": cmd.first().cloned().unwrap_or_default(),
         "Args": cmd.get(1..).unwrap_or_default(),
         "State": {
-            "Status": "created",
-            "Running": false,
+            "Status": st.status.as_str(),
+            "Running": st.running(),
             "Paused": false,
             "Restarting": false,
             "OOMKilled": false,
             "Dead": false,
-            "Pid": 0,
-            "ExitCode": 0,
-            "Error": "",
-            "StartedAt": "0001-01-01T00:00:00Z",
-            "FinishedAt": "0001-01-01T00:00:00Z",
+            "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "Error": st.error,
+            "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
             "Mounted": state.is_some(),
             "MountCount": state.as_ref().map_or(0, |(_, s)| s.count),
             "DaemonPid": state.as_ref().map_or(0, |(_, s)| s.daemon.pid),
@@ -447,7 +515,10 @@ pub fn inspect_json(store: &Store, c: &Container, size: bool) -> Result<Value> {
         "Name": c.name,
         "Driver": "unionfs",
         "Config": {
-            "Hostname": c.short_id(),
+            "Hostname": runtime::launch::hostname(c),
+            "Tty": c.config.tty,
+            "OpenStdin": c.config.open_stdin,
+            "StopSignal": if c.config.stop_signal.is_empty() { "SIGTERM" } else { &c.config.stop_signal },
             "User": c.config.user,
             "Env": c.config.env,
             "Cmd": c.config.cmd,
@@ -456,7 +527,9 @@ pub fn inspect_json(store: &Store, c: &Container, size: bool) -> Result<Value> {
             "Labels": c.config.labels,
             "Image": c.image_name,
         },
+        "LogPath": state::log_path(store, c).display().to_string(),
         "HostConfig": {
+            "AutoRemove": c.auto_remove,
             "ReadonlyRootfs": c.read_only,
             "Binds": c.mounts.iter().filter(|m| m.kind != Kind::Tmpfs).map(|m| {
                 let src = m.name.clone().or_else(|| m.source.clone()).unwrap_or_default();
@@ -506,28 +579,6 @@ fn inspect(store: &Store, which: &[String], size: bool, format: &str) -> Result<
     Ok(())
 }
 
-/// Remove one container (its mounts first with `force`).
-pub fn remove_one(store: &Store, c: &Container, force: bool, anon_volumes: bool) -> Result<()> {
-    let removal = || -> Result<()> {
-        let _lock = store.lock()?;
-        containers::remove(store, c)?;
-        if anon_volumes {
-            let users = volumes::users(store)?;
-            for m in c.mounts.iter().filter(|m| m.kind == Kind::Volume && m.anonymous) {
-                let n = m.name.as_deref().unwrap_or_default();
-                if users.get(n).is_none_or(|u| u.is_empty()) {
-                    volumes::remove(store, n)?;
-                }
-            }
-        }
-        Ok(())
-    };
-    if force {
-        mounts::force_unmount(store, c)?;
-    }
-    mounts::with_unmounted(store, c, removal)
-}
-
 fn rm(store: &Store, which: &[String], force: bool, vols: bool, all: bool) -> Result<()> {
     let list = containers::list(store)?;
     let targets: Vec<String> = if all { list.iter().map(|c| c.id.clone()).collect() } else { which.to_vec() };
@@ -536,7 +587,7 @@ fn rm(store: &Store, which: &[String], force: bool, vols: bool, all: bool) -> Re
     }
     let mut last = Ok(());
     for w in &targets {
-        let r = containers::pick(&list, w).and_then(|c| remove_one(store, c, force, vols).map(|()| c.id.clone()));
+        let r = containers::pick(&list, w).and_then(|c| runtime::remove(store, c, force, vols).map(|()| c.id.clone()));
         match r {
             Ok(id) => println!("{id}"),
             Err(e) => {

@@ -239,7 +239,7 @@ pub fn run(store: &Store, cmd: ImageCmd) -> Result<()> {
                     let img = images::resolve(store, w)?;
                     for id in in_use.get(&img.id).map_or(&[][..], |v| v.as_slice()) {
                         let c = containers::resolve(store, id)?;
-                        crate::cli::container::remove_one(store, &c, true, false)?;
+                        crate::runtime::remove(store, &c, true, false)?;
                         println!("Removed container: {id}");
                     }
                 }

@@ -3,9 +3,11 @@
 pub mod app;
 pub mod container;
 pub mod container_files;
+pub mod exec;
 pub mod format;
 pub mod image;
 pub mod mount;
 pub mod registry;
+pub mod run;
 pub mod system;
 pub mod volume;

@@ -203,7 +203,7 @@ fn prune(store: &Store, all: bool, vols: bool) -> Result<()> {
             continue;
         }
         let size = crate::sys::tree::du_path(&c.upper(store));
-        match crate::cli::container::remove_one(store, &c, false, false) {
+        match crate::runtime::remove(store, &c, false, false) {
             Ok(()) => {
                 bytes += size;
                 removed_ctrs.push(c.id);

@@ -111,7 +111,7 @@ fn inspect_json(store: &Store, v: &volumes::Volume, users: &[String]) -> Value {
 fn remove_users(store: &Store, ids: &[String]) -> Result<()> {
     for id in ids {
         let c = containers::resolve(store, id)?;
-        crate::cli::container::remove_one(store, &c, true, false)?;
+        crate::runtime::remove(store, &c, true, false)?;
     }
     Ok(())
 }

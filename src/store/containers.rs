@@ -94,6 +94,18 @@ pub struct Config {
     pub user: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The container's hostname (empty: its short ID).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+    /// The image's StopSignal (empty: SIGTERM).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stop_signal: String,
+    /// A terminal (`-t`).
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep stdin open (`-i`).
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// The three kinds of mounts under a container's root.
@@ -161,6 +173,9 @@ pub struct Container {
     pub mounts: Vec<MountSpec>,
     #[serde(rename = "ReadOnly", default)]
     pub read_only: bool,
+    /// `run --rm`: removed with its anonymous volumes when it exits.
+    #[serde(rename = "AutoRemove", default)]
+    pub auto_remove: bool,
 }
 
 impl Container {
@@ -533,6 +548,10 @@ pub struct CreateOpts {
     pub user: Option<String>,
     pub entrypoint: Option<String>,
     pub read_only: bool,
+    pub hostname: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
 }
 
 fn json_strings(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
@@ -558,6 +577,8 @@ pub fn image_config(store: &Store, img: &ImageRecord) -> Result<(Config, Vec<Str
         working_dir: c.get("WorkingDir").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
         user: c.get("User").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
         labels,
+        stop_signal: c.get("StopSignal").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+        ..Config::default()
     };
     Ok((config, volumes))
 }
@@ -645,6 +666,14 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Container> {
     if let Some(u) = &o.user {
         config.user = u.clone();
     }
+    if let Some(h) = &o.hostname {
+        if h.is_empty() || h.len() > 64 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            return err(format!("invalid hostname {h:?}"));
+        }
+        config.hostname = h.clone();
+    }
+    config.tty = o.tty;
+    config.open_stdin = o.interactive;
     let mut mounts = o.mounts.clone();
     for (i, m) in mounts.iter().enumerate() {
         if mounts[..i].iter().any(|x| x.destination == m.destination) {
@@ -685,6 +714,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Container> {
         config,
         mounts,
         read_only: o.read_only,
+        auto_remove: o.auto_remove,
     };
     let tmp = store.temp_dir("ctr")?;
     for d in ["diff", "work", "merged"] {

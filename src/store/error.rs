@@ -41,6 +41,18 @@ pub fn conflict<T>(msg: impl Into<String>) -> Result<T> {
     Err(Error(msg.into()))
 }
 
+/// Fail with a given exit status (`run`: 125 for our own errors, 126, 127).
+pub fn fail_with<T>(code: i32, msg: impl Into<String>) -> Result<T> {
+    EXIT_STATUS.store(code, Ordering::Relaxed);
+    Err(Error(msg.into()))
+}
+
+/// Make every error from here on exit with `code` (docker's 125 for
+/// `run`/`exec`/`start` failing before the container's process runs).
+pub fn set_exit_status(code: i32) {
+    EXIT_STATUS.store(code, Ordering::Relaxed);
+}
+
 /// The exit status for the error the command failed with.
 pub fn exit_status() -> i32 {
     EXIT_STATUS.load(Ordering::Relaxed)

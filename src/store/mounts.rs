@@ -115,7 +115,7 @@ pub fn unionfs_binary() -> PathBuf {
 
 /// Start a `unionfs` daemon on `mnt` (it exits 0 once the mount is live) and
 /// find the daemon it left behind.
-fn spawn_unionfs(opts: &str, mnt: &Path) -> Result<Proc> {
+pub fn spawn_unionfs(opts: &str, mnt: &Path) -> Result<Proc> {
     let bin = unionfs_binary();
     let out = Command::new(&bin)
         .arg("-o")
@@ -189,6 +189,12 @@ fn wait_gone(p: &Proc, patience: Duration) {
 
 /// The unionfs options of a container's mount.
 fn union_options(store: &Store, c: &Container) -> Result<String> {
+    union_options_for(store, c, !at::is_root())
+}
+
+/// The unionfs options of a container's mount by a daemon that is root
+/// (of the host) or not (`unprivileged`: owners recorded in xattrs).
+pub fn union_options_for(store: &Store, c: &Container, unprivileged: bool) -> Result<String> {
     let img = c.image(store)?;
     let lowers = img.layer_dirs(store)?;
     if lowers.is_empty() {
@@ -197,7 +203,7 @@ fn union_options(store: &Store, c: &Container) -> Result<String> {
     let lower: Vec<String> = lowers.iter().map(|p| esc(p)).collect();
     let mut o =
         format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), esc(&c.upper(store)), esc(&c.work(store)));
-    if !at::is_root() {
+    if unprivileged {
         o.push_str(",userxattr,xattr_permissions=2");
     }
     Ok(o)
@@ -354,7 +360,7 @@ fn source_of(store: &Store, m: &MountSpec) -> Option<PathBuf> {
 
 /// The mount point inside the root: a directory (made when missing) or,
 /// for a bind of a file, a file.
-fn target_in_root(root: RawFd, dst: &str, file: bool) -> Result<OwnedFd> {
+pub fn target_in_root(root: RawFd, dst: &str, file: bool) -> Result<OwnedFd> {
     let what = |e: std::io::Error| Error(format!("mount destination {dst}: {}", crate::sys::tree::strip_os(&e)));
     if !file {
         return resolve::mkdir_all(root, dst.as_bytes()).map_err(what);

@@ -11,7 +11,7 @@
 use super::{cstr, cvt};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -59,7 +59,7 @@ impl FuseMount {
 
     /// Mount through the setuid `fusermount3` (unprivileged users).
     pub fn mount_fusermount(&self, mnt: &Path) -> io::Result<OwnedFd> {
-        let (ours, theirs) = socketpair()?;
+        let (ours, theirs) = super::tty::socketpair()?;
         let mut opts = vec![format!("fsname={}", self.fsname), format!("subtype={}", self.subtype)];
         opts.extend(self.options.iter().cloned());
         for (bit, name) in [
@@ -88,7 +88,7 @@ impl FuseMount {
         }
         let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("fusermount3: {e}")))?;
         drop(theirs);
-        let got = recv_fd(&ours);
+        let got = super::tty::recv_fd(ours.as_raw_fd());
         let status = child.wait()?;
         match got {
             Ok(Some(fd)) if status.success() => Ok(fd),
@@ -96,48 +96,6 @@ impl FuseMount {
             Ok(_) => Err(io::Error::other("fusermount3 sent no descriptor")),
             Err(e) => Err(e),
         }
-    }
-}
-
-fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid out-array of two ints.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Receive one descriptor (SCM_RIGHTS); `None` when the peer closed first.
-fn recv_fd(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    // Room for one control message carrying one int, aligned for cmsghdr.
-    let mut cbuf = [0u64; 8];
-    // SAFETY: msghdr is plain data; the pointers set below outlive recvmsg.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE only computes a size.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-    let n = loop {
-        // SAFETY: msg points at valid buffers.
-        match cvt(unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) }) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => break r?,
-        }
-    };
-    if n == 0 {
-        return Ok(None);
-    }
-    // SAFETY: the control buffer was filled by the kernel; CMSG_* walk it.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS {
-            return Ok(None);
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-        Ok(Some(OwnedFd::from_raw_fd(fd)))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod mount;
 pub mod process;
 pub mod resolve;
 pub mod tree;
+pub mod tty;
 pub mod xattr;
 
 use std::ffi::{CString, OsStr};

@@ -104,6 +104,27 @@ pub fn read_all(fd: RawFd, max: usize) -> Vec<u8> {
     out
 }
 
+/// Put every catchable signal back to its default disposition (before an
+/// exec: Rust ignores SIGPIPE, a monitor may ignore others).
+pub fn default_signals() {
+    for sig in 1..32 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: SIG_DFL is always a valid disposition.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// Ignore `sig` (SIG_IGN).
+pub fn ignore_signal(sig: i32) {
+    // SAFETY: SIG_IGN is always a valid disposition.
+    unsafe {
+        libc::signal(sig, libc::SIG_IGN);
+    }
+}
+
 /// Leave the process now without running destructors (forked parent).
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns.

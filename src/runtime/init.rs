@@ -1,0 +1,208 @@
+//! Inside the container: the process that becomes PID 1 (a small init, like
+//! `docker run --init`: it forwards signals to the command and reaps every
+//! zombie, and exits with the command's status, 128+N for a signal), and the
+//! command itself: terminal, user (from the container's own passwd and
+//! group files), working directory, environment, then exec.
+//!
+//! A failure before the exec is written to the error pipe as `CODE message`
+//! (126: cannot be invoked, 127: not found); a successful exec closes it.
+
+use crate::runtime::spec::{self, User};
+use crate::sys::{process, tty};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What the command needs.
+pub struct Process {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    /// Added after the image's and the defaults (exec `-e`).
+    pub extra_env: Vec<String>,
+    pub user: String,
+    pub cwd: String,
+    pub hostname: String,
+    /// The pty slave number in the container's devpts.
+    pub tty: Option<u32>,
+}
+
+/// Signals the init forwards (everything a user sends, not the ones the
+/// kernel generates for the init itself).
+const FORWARD: [Signal; 11] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGALRM,
+    Signal::SIGCONT,
+    Signal::SIGPWR,
+    Signal::SIGURG,
+];
+
+fn init_set() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in FORWARD {
+        s.add(sig);
+    }
+    s.add(Signal::SIGCHLD);
+    s
+}
+
+/// Exit status in the shell's terms.
+pub fn status_code(st: WaitStatus) -> Option<i32> {
+    match st {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
+        _ => None,
+    }
+}
+
+/// Run as PID 1: start the command, forward signals, reap; never returns.
+pub fn run_init(p: &Process, err_w: OwnedFd) -> ! {
+    let set = init_set();
+    let _ = set.thread_block();
+    let child = match process::fork() {
+        Ok(process::Fork::Child) => exec_command(p, err_w.as_raw_fd(), true),
+        Ok(process::Fork::Parent(pid)) => pid,
+        Err(e) => {
+            report(err_w.as_raw_fd(), 126, &format!("fork: {e}"));
+            process::exit_now(126)
+        }
+    };
+    drop(err_w);
+    tty::close_from(3, &[]);
+    loop {
+        let Ok(sig) = set.wait() else { continue };
+        if sig != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(Pid::from_raw(child), sig);
+            continue;
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(st) => {
+                    if st.pid() == Some(Pid::from_raw(child)) {
+                        process::exit_now(status_code(st).unwrap_or(1));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Write `CODE message` to the error pipe.
+pub fn report(fd: RawFd, code: i32, msg: &str) {
+    process::write_fd(fd, format!("{code} {msg}").as_bytes());
+}
+
+fn fail(err_w: RawFd, code: i32, msg: &str) -> ! {
+    report(err_w, code, msg);
+    process::exit_now(code)
+}
+
+/// Find `cmd` the way execvp does, in the container's PATH.
+fn find_executable(cmd: &str, path: &str) -> Result<PathBuf, (i32, String)> {
+    if cmd.contains('/') {
+        return match std::fs::metadata(cmd) {
+            Ok(m) if m.is_dir() => Err((126, format!("exec: {cmd:?}: is a directory"))),
+            Ok(_) => Ok(PathBuf::from(cmd)),
+            Err(_) => Err((127, format!("exec: {cmd:?}: no such file or directory"))),
+        };
+    }
+    let mut denied = None;
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let cand = Path::new(dir).join(cmd);
+        if let Ok(m) = std::fs::metadata(&cand) {
+            if m.is_file() {
+                if nix::unistd::access(&cand, nix::unistd::AccessFlags::X_OK).is_ok() {
+                    return Ok(cand);
+                }
+                denied.get_or_insert(cand);
+            }
+        }
+    }
+    match denied {
+        Some(c) => Err((126, format!("exec: {:?}: permission denied", c.display().to_string()))),
+        None => Err((127, format!("exec: {cmd:?}: executable file not found in $PATH"))),
+    }
+}
+
+fn cstring(s: &[u8]) -> CString {
+    CString::new(s.iter().copied().filter(|b| *b != 0).collect::<Vec<u8>>()).unwrap_or_default()
+}
+
+/// Resolve the user through the container's own files (we are in its root).
+pub fn user_of(spec_user: &str) -> Result<User, String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    spec::resolve_user(spec_user, &passwd, &group)
+}
+
+/// The command: terminal, user, directory, environment, exec. Never returns.
+pub fn exec_command(p: &Process, err_w: RawFd, new_session: bool) -> ! {
+    let _ = SigSet::all().thread_unblock();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    process::default_signals();
+    if new_session {
+        let _ = nix::unistd::setsid();
+    }
+    if let Some(n) = p.tty {
+        let slave = format!("/dev/pts/{n}");
+        match crate::sys::at::openat(libc::AT_FDCWD, std::ffi::OsStr::new(&slave), libc::O_RDWR, 0) {
+            Ok(fd) => {
+                let _ = tty::set_controlling_tty(fd.as_raw_fd());
+                for to in 0..3 {
+                    let _ = tty::dup_to(fd.as_raw_fd(), to);
+                }
+            }
+            Err(e) => fail(err_w, 126, &format!("open {slave}: {e}")),
+        }
+    }
+    let user = match user_of(&p.user) {
+        Ok(u) => u,
+        Err(e) => fail(err_w, 126, &e),
+    };
+    let env = spec::environment(&p.env, &p.extra_env, &p.hostname, &user.home, p.tty.is_some());
+    let cwd = if p.cwd.is_empty() { "/" } else { &p.cwd };
+    if std::env::set_current_dir(cwd).is_err() {
+        // docker makes a missing working directory.
+        if std::fs::create_dir_all(cwd).is_err() || std::env::set_current_dir(cwd).is_err() {
+            fail(err_w, 126, &format!("chdir to cwd ({cwd:?}): no such file or directory"));
+        }
+    }
+    let gids: Vec<nix::unistd::Gid> = user.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    if let Err(e) = nix::unistd::setgroups(&gids) {
+        // A user namespace with setgroups denied: keep none.
+        if e != nix::errno::Errno::EPERM {
+            fail(err_w, 126, &format!("setgroups: {}", e.desc()));
+        }
+    }
+    let g = nix::unistd::Gid::from_raw(user.gid);
+    if let Err(e) = nix::unistd::setresgid(g, g, g) {
+        fail(err_w, 126, &format!("setgid {}: {}", user.gid, e.desc()));
+    }
+    let u = nix::unistd::Uid::from_raw(user.uid);
+    if let Err(e) = nix::unistd::setresuid(u, u, u) {
+        fail(err_w, 126, &format!("setuid {}: {}", user.uid, e.desc()));
+    }
+    let Some(cmd) = p.argv.first() else { fail(err_w, 126, "no command specified") };
+    let path = spec::getenv(&env, "PATH").unwrap_or(spec::DEFAULT_PATH).to_string();
+    let exe = match find_executable(cmd, &path) {
+        Ok(e) => e,
+        Err((code, msg)) => fail(err_w, code, &msg),
+    };
+    let argv: Vec<CString> = p.argv.iter().map(|a| cstring(a.as_bytes())).collect();
+    let envp: Vec<CString> = env.iter().map(|a| cstring(a.as_bytes())).collect();
+    tty::cloexec_from(3);
+    let e = nix::unistd::execve(&cstring(exe.as_os_str().as_bytes()), &argv, &envp).unwrap_err();
+    let code = if e == nix::errno::Errno::ENOENT { 127 } else { 126 };
+    fail(err_w, code, &format!("exec {cmd:?}: {}", e.desc()))
+}
