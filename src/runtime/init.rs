@@ -18,6 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// What the command needs.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Process {
     pub argv: Vec<String>,
     pub env: Vec<String>,
@@ -62,6 +63,63 @@ pub fn status_code(st: WaitStatus) -> Option<i32> {
         WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
         _ => None,
     }
+}
+
+/// The name PID 1 shows (`ps` in the container: `unionctl-init -- CMD`).
+pub const INIT_NAME: &str = "unionctl-init";
+/// The descriptors the init is started with: its process spec (JSON), the error pipe.
+const SPEC_FD: RawFd = 3;
+const ERR_FD: RawFd = 4;
+
+/// What the init is given.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct InitSpec {
+    /// The root to enter (`/proc`, pivot_root).
+    root: PathBuf,
+    process: Process,
+}
+
+/// Become the container's init: a fresh image of our own binary (`exe`;
+/// still on the host's root: it is dynamically linked), so PID 1 holds
+/// none of the monitor's memory and shows as `unionctl-init -- CMD`. It
+/// enters the container's root itself. Never returns.
+pub fn exec_init(exe: &OwnedFd, root: &Path, p: &Process, err_w: OwnedFd) -> ! {
+    let spec = serde_json::to_vec(&InitSpec { root: root.to_path_buf(), process: p.clone() }).unwrap_or_default();
+    let r = (|| -> std::io::Result<std::convert::Infallible> {
+        let (r, w) = process::pipe()?;
+        // The spec is small: it fits the pipe's buffer.
+        process::write_fd(w.as_raw_fd(), &spec);
+        drop(w);
+        // Out of the way of the numbers the init is given.
+        let (r, err, exe) = (
+            tty::dup_above(r.as_raw_fd(), 10)?,
+            tty::dup_above(err_w.as_raw_fd(), 10)?,
+            tty::dup_above(exe.as_raw_fd(), 10)?,
+        );
+        tty::dup_to(r.as_raw_fd(), SPEC_FD)?;
+        tty::dup_to(err.as_raw_fd(), ERR_FD)?;
+        let mut argv = vec![cstring(INIT_NAME.as_bytes()), cstring(b"--")];
+        argv.extend(p.argv.iter().map(|a| cstring(a.as_bytes())));
+        let env: [CString; 0] = [];
+        Ok(nix::unistd::fexecve(&exe, &argv, &env)?)
+    })();
+    let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+    report(err_w.as_raw_fd(), 125, &format!("start the init: {e}"));
+    process::exit_now(125)
+}
+
+/// The init's entry point (our binary started as [`INIT_NAME`]).
+pub fn init_main() -> ! {
+    let spec = process::read_all(SPEC_FD, 1 << 20);
+    let s: InitSpec = match serde_json::from_slice(&spec) {
+        Ok(s) => s,
+        Err(e) => fail(ERR_FD, 125, &format!("init: bad process spec: {e}")),
+    };
+    drop(process::adopt_fd(SPEC_FD));
+    if let Err(e) = crate::runtime::rootfs::enter(&s.root) {
+        fail(ERR_FD, 125, &e.0);
+    }
+    run_init(&s.process, process::adopt_fd(ERR_FD))
 }
 
 /// Run as PID 1: start the command, forward signals, reap; never returns.

@@ -249,16 +249,20 @@ fn setup_child(
             tty::send_fd(fd, master.as_raw_fd()).ctx("pass the terminal")?;
             p.tty = Some(n);
         }
+        // Our own binary, for the init (the host's files are gone after pivot_root).
+        let exe = crate::sys::at::openat(
+            libc::AT_FDCWD,
+            std::ffi::OsStr::new("/proc/self/exe"),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
+        )
+        .ctx("/proc/self/exe")?;
         unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC, "pid, uts, ipc")?;
         nix::unistd::sethostname(&p.hostname).map_err(|e| Error(format!("sethostname: {}", e.desc())))?;
         match process::fork().ctx("fork")? {
             process::Fork::Child => {
                 drop(ctl);
-                if let Err(e) = rootfs::enter(&merged) {
-                    init::report(err_w.as_raw_fd(), 125, &e.0);
-                    process::exit_now(125);
-                }
-                init::run_init(p, err_w)
+                init::exec_init(&exe, &merged, p, err_w)
             }
             process::Fork::Parent(pid) => {
                 send(fd, &format!("P{pid}"));

@@ -124,6 +124,11 @@ pub fn run(store: &Store, c: &Container, mode: Mode) -> std::result::Result<i32,
             s.init = Proc::default();
             let _ = state::write(store, c, &s);
             drop(lock);
+            if c.auto_remove {
+                if let Err(e) = crate::runtime::remove(store, c, false, true) {
+                    log::warn!("--rm {}: {e}", c.name);
+                }
+            }
             return Err(se(f.code, f.msg));
         }
     };

@@ -125,6 +125,13 @@ pub fn ignore_signal(sig: i32) {
     }
 }
 
+/// Own a descriptor this process was started with (the caller knows it is
+/// open and nobody else owns it).
+pub fn adopt_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: inherited at exec, owned by nobody else in this process.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
 /// Leave the process now without running destructors (forked parent).
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns.

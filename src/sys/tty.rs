@@ -118,6 +118,14 @@ pub fn dup_to(fd: RawFd, to: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::dup2(fd, to) }).map(drop)
 }
 
+/// A close-on-exec copy of `fd` numbered `min` or above.
+pub fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: no pointers.
+    let n = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: just created.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
 /// Make `fd` non-blocking.
 pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     let fd = fd.as_raw_fd();
