@@ -8,7 +8,8 @@
 #    (two layers, the second deleting a file), load it, create a container
 #    with a named volume and a bind mount, mount it, write in the container
 #    and in the volume, look at ps -s, diff, volume inspect and system df,
-#    commit, and remove everything it made.
+#    commit, run commands in containers (foreground and detached: logs,
+#    exec, stop, start), and remove everything it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -86,7 +87,7 @@ step "a real image from this machine's busybox-static: two layers"
 IMG=$DEMO/image
 mkdir -p "$IMG/l1/bin" "$IMG/l1/etc" "$IMG/l1/root" "$IMG/l1/data" "$IMG/l2/etc"
 cp /bin/busybox "$IMG/l1/bin/busybox"
-for t in sh ls cat echo rm mkdir; do ln "$IMG/l1/bin/busybox" "$IMG/l1/bin/$t"; done
+for t in sh ls cat echo rm mkdir sleep hostname ps id; do ln "$IMG/l1/bin/busybox" "$IMG/l1/bin/$t"; done
 echo "Welcome to the demo image" > "$IMG/l1/etc/motd"
 echo "this file is deleted by layer 2" > "$IMG/l1/etc/obsolete"
 echo "seed data shipped in the image" > "$IMG/l1/data/seed"
@@ -140,6 +141,24 @@ $U create --name again demo/busybox:changed >/dev/null
 M2=$($U mount again)
 echo "   a container of the committed image: /root/hello = $(cat "$M2/root/hello"), /etc/motd $(test -e "$M2/etc/motd" && echo exists || echo "is gone")"
 $U unmount again >/dev/null
+
+step "unionctl run: a process in the container (own pid, mount, uts, ipc namespaces; exit status passed on)"
+set +e
+$U run --rm -v demo-data:/data demo/busybox:1.0 sh -c 'echo "   hostname $(hostname), $(id)"; ps | sed "s/^/   /"; cat /data/notes | sed "s/^/   volume: /"; exit 3'
+echo "   unionctl run exited with $?"
+set -e
+
+step "unionctl run -d, logs, exec, stop, start: a detached container keeps its writable layer"
+$U run -d --name svc demo/busybox:1.0 sh -c 'trap "echo stopping; exit 0" TERM; echo up; while :; do sleep 0.2; done' >/dev/null
+sleep 0.5
+$U ps | show
+$U exec svc sh -c 'echo "written by exec" > /root/exec-was-here'
+$U logs svc | show
+$U stop svc >/dev/null
+$U ps -a --filter name=svc | show
+$U start svc >/dev/null
+echo "   after start: $($U exec svc cat /root/exec-was-here)"
+$U rm -f svc >/dev/null
 
 step "clean up: unmount (undoes the volume mounts, stops the daemon), remove everything"
 $U unmount demo | show
