@@ -635,10 +635,23 @@ fn mount(store: &Store, which: &[String], format: &str, no_trunc: bool) -> Resul
     Ok(())
 }
 
+/// A running container's root is held by its monitor: only references
+/// beyond that one may be dropped.
+fn check_not_running(store: &Store, c: &Container, force: bool) -> Result<()> {
+    if state::view(store, c).running() && (force || mounts::state(store, c).is_none_or(|s| s.count <= 1)) {
+        return crate::store::error::conflict(format!("container {} is running: stop it first", name_of(c)));
+    }
+    Ok(())
+}
+
 fn unmount(store: &Store, which: &[String], all: bool, force: bool) -> Result<()> {
     let list = containers::list(store)?;
     if all {
         for c in &list {
+            if let Err(e) = check_not_running(store, c, true) {
+                eprintln!("unionctl: {e}");
+                continue;
+            }
             if mounts::state(store, c).is_some() {
                 while let Unmounted::Released(_) = mounts::unmount(store, c, true)? {}
                 println!("{}", c.id);
@@ -651,6 +664,7 @@ fn unmount(store: &Store, which: &[String], all: bool, force: bool) -> Result<()
     }
     for w in which {
         let c = containers::pick(&list, w)?;
+        check_not_running(store, c, force)?;
         mounts::unmount(store, c, force)?;
         println!("{w}");
     }
