@@ -155,6 +155,23 @@ pub fn run_init(p: &Process, err_w: OwnedFd) -> ! {
     }
 }
 
+/// The capabilities a container's processes may hold (podman's default
+/// set): no CAP_SYS_ADMIN (mounts, remounting a read-only volume), no
+/// CAP_MKNOD (device nodes), no CAP_SYS_MODULE, CAP_SYS_PTRACE, ...
+pub const CAPABILITIES: [u32; 11] = [
+    0,  // CHOWN
+    1,  // DAC_OVERRIDE
+    3,  // FOWNER
+    4,  // FSETID
+    5,  // KILL
+    6,  // SETGID
+    7,  // SETUID
+    8,  // SETPCAP
+    10, // NET_BIND_SERVICE
+    18, // SYS_CHROOT
+    31, // SETFCAP
+];
+
 /// Write `CODE message` to the error pipe.
 pub fn report(fd: RawFd, code: i32, msg: &str) {
     process::write_fd(fd, format!("{code} {msg}").as_bytes());
@@ -235,6 +252,9 @@ pub fn exec_command(p: &Process, err_w: RawFd, new_session: bool) -> ! {
         if std::fs::create_dir_all(cwd).is_err() || std::env::set_current_dir(cwd).is_err() {
             fail(err_w, 126, &format!("chdir to cwd ({cwd:?}): no such file or directory"));
         }
+    }
+    if let Err(e) = process::limit_capabilities(&CAPABILITIES) {
+        fail(err_w, 126, &format!("capabilities: {e}"));
     }
     let gids: Vec<nix::unistd::Gid> = user.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
     if let Err(e) = nix::unistd::setgroups(&gids) {

@@ -211,10 +211,53 @@ pub fn enter(merged: &Path) -> Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         none(),
     )?;
+    protect_kernel_files(root.as_raw_fd())?;
     std::env::set_current_dir(merged).ctx(merged.display())?;
     nix::unistd::pivot_root(".", ".").map_err(|e| Error(format!("pivot_root: {}", e.desc())))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error(format!("detach the host root: {}", e.desc())))?;
     std::env::set_current_dir("/").ctx("chdir /")?;
+    Ok(())
+}
+
+/// What docker hides from a container (host kernel details, firmware).
+const MASKED: [&str; 10] = [
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+/// What docker leaves visible but read-only (sysctls: `core_pattern` would
+/// run a program on the host).
+const READ_ONLY: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Mask and write-protect the kernel's files as docker does.
+fn protect_kernel_files(root: RawFd) -> Result<()> {
+    for p in READ_ONLY {
+        let Ok(obj) = resolve::open(root, p.as_bytes()) else { continue };
+        let path = fd_path(&obj);
+        mnt(Some(&path.to_string_lossy()), &path, none(), MsFlags::MS_BIND | MsFlags::MS_REC, none())?;
+        let again = resolve::open(root, p.as_bytes()).ctx(p)?;
+        remount_ro(&fd_path(&again))?;
+    }
+    for p in MASKED {
+        let Ok(obj) = resolve::open(root, p.as_bytes()) else { continue };
+        let path = fd_path(&obj);
+        let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        let r = if is_dir {
+            mount(Some("tmpfs"), &path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+        } else {
+            mount(Some("/dev/null"), &path, none(), MsFlags::MS_BIND, none())
+        };
+        if let Err(e) = r {
+            log::debug!("mask {p}: {e}");
+        }
+    }
     Ok(())
 }
 

@@ -125,6 +125,20 @@ pub fn ignore_signal(sig: i32) {
     }
 }
 
+/// Drop every capability not in `keep` from the bounding set: what an
+/// exec'd program (root included) can ever hold.
+pub fn limit_capabilities(keep: &[u32]) -> io::Result<()> {
+    let last: u32 =
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+    for cap in 0..=last {
+        if !keep.contains(&cap) {
+            // SAFETY: no pointers.
+            cvt(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) })?;
+        }
+    }
+    Ok(())
+}
+
 /// Own a descriptor this process was started with (the caller knows it is
 /// open and nobody else owns it).
 pub fn adopt_fd(fd: RawFd) -> OwnedFd {
