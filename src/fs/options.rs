@@ -354,6 +354,19 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
     if opts.upperdir.is_some() != opts.workdir.is_some() {
         return Err("upperdir= and workdir= must be given together".into());
     }
+    // The kernel's rule: metacopy files are found through redirects, which
+    // a writable mount must be able to make.
+    if opts.metacopy {
+        let conflict = match opts.redirect_dir {
+            RedirectDir::Off => Some("off"),
+            RedirectDir::NoFollow => Some("nofollow"),
+            RedirectDir::Follow if opts.upperdir.is_some() => Some("follow"),
+            _ => None,
+        };
+        if let Some(v) = conflict {
+            return Err(format!("conflicting options: metacopy=on,redirect_dir={v}"));
+        }
+    }
     Ok(Command::Mount { opts: Box::new(opts), mountpoint: PathBuf::from(mountpoint), foreground, debug })
 }
 
