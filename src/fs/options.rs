@@ -406,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn metacopy_needs_redirects_like_the_kernel() {
+        let rw = |o: &str| parse_args(&args(&["-o", &format!("lowerdir=/l,upperdir=/u,workdir=/w,{o}"), "/m"]));
+        let mount = |r: Result<Command, String>| match r {
+            Ok(Command::Mount { opts, .. }) => opts.metacopy,
+            other => panic!("{other:?}"),
+        };
+        assert!(mount(rw("metacopy=on")));
+        assert!(!mount(rw("metacopy=off")));
+        assert!(mount(rw("redirect_dir=on,metacopy=on")));
+        for bad in ["redirect_dir=off", "redirect_dir=nofollow", "redirect_dir=follow"] {
+            let e = rw(&format!("metacopy=on,{bad}")).expect_err(bad);
+            assert!(e.contains("conflicting options"), "{e}");
+        }
+        // Read-only: following is enough.
+        assert!(parse_args(&args(&["-o", "lowerdir=/l:/k,metacopy=on,redirect_dir=follow", "/m"])).is_ok());
+    }
+
+    #[test]
     fn rejects_bad_input() {
         assert!(parse_args(&args(&["/m"])).is_err());
         assert!(parse_args(&args(&["-o", "lowerdir=/l,upperdir=/u", "/m"])).is_err());
