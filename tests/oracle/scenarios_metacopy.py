@@ -6,7 +6,7 @@ other side.
 """
 import os
 
-from overlay import result
+from overlay import renameat2, result
 from scenarios import j, lstat_t, ls, read, scenario, write
 
 MC = ",metacopy=on"
@@ -52,6 +52,7 @@ def metacopy_rename_records_where_the_data_is(L):
     for n in ("a", "b", "c", "e", "f"):
         L.file(1, n, f"lower {n}\n" * 50)
     L.file(1, "d/g", "lower g\n" * 50); L.file(1, "d/h", "lower h\n"); L.dir(1, "t")
+    L.file(1, "x", "lower x\n"); L.file(1, "y", "lower y\n" * 3); L.file(1, "p/q", "lower q\n")
 
     def ops(r):
         out = [result(os.chmod, j(r, "a"), 0o600), result(os.rename, j(r, "a"), j(r, "a2")),
@@ -64,8 +65,12 @@ def metacopy_rename_records_where_the_data_is(L):
                # Back to its own name, and over another lower file.
                result(os.chown, j(r, "e"), 1, 1), result(os.rename, j(r, "e"), j(r, "e2")),
                result(os.rename, j(r, "e2"), j(r, "e")), result(os.rename, j(r, "d/h"), j(r, "f"))]
+        # Exchanged (both copied up metadata only); a directory holding a
+        # metacopy file moves by its own redirect.
+        out += [result(os.chmod, j(r, "x"), 0o600), result(renameat2, j(r, "x"), j(r, "y"), 2),
+                result(os.chmod, j(r, "p/q"), 0o600), result(os.rename, j(r, "p"), j(r, "t/p2"))]
         out += [result(ls, r), result(ls, j(r, "t")), result(ls, j(r, "d"))]
-        names = ["a2", "t/g2", "t/b2", "t/c3", "e", "f"]
+        names = ["a2", "t/g2", "t/b2", "t/c3", "e", "f", "x", "y", "t/p2/q"]
         out += [(n, result(read, j(r, n))[:30], result(lstat_t, j(r, n))) for n in names]
         out += [result(write, j(r, "t/c3"), "!", os.O_WRONLY | os.O_APPEND), result(read, j(r, "t/c3"))[-12:],
                 result(os.unlink, j(r, "t/b2")), result(ls, j(r, "t"))]
