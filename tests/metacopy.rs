@@ -8,7 +8,7 @@ mod support;
 
 use std::fs;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use support::*;
@@ -153,4 +153,59 @@ fn chown_r_of_a_lower_tree_writes_no_data() {
 
 fn kernel_opts(l: &Layout, k: &Twin) -> String {
     format!("lowerdir={},upperdir={},workdir={}", l.lowerdir(), k.upper.display(), k.work.display())
+}
+
+/// Unmounts an unprivileged user's mount as that user (then by force).
+struct UserMount {
+    inner: UnionMount,
+    uid: u32,
+    gid: u32,
+}
+
+impl Drop for UserMount {
+    fn drop(&mut self) {
+        let _ = run_as(self.uid, self.gid, &format!("fusermount3 -u {}", self.inner.mnt.display()));
+    }
+}
+
+/// An unprivileged daemon marks its metadata-only copies with
+/// `user.overlay.metacopy` (the prefix of its other private xattrs). The
+/// kernel refuses `userxattr` with `metacopy=on`, so there is no oracle: the
+/// outcome is checked directly.
+#[test]
+fn unprivileged_metacopy_uses_the_user_prefix() {
+    let (uid, gid) = test_user();
+    let l = Layout::new(1);
+    fs::set_permissions(l.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data = content(1, 2);
+    l.lower_file(0, "f", &data);
+    for p in [&l.lowers[0], &l.lower(0, "f"), &l.upper, &l.work, &l.mnt] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+    }
+    let m = UserMount {
+        inner: UnionMount::start_with_prefix(
+            &["setpriv", &format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups"],
+            &format!("{},metacopy=on", l.opts()),
+            &l.mnt,
+        ),
+        uid,
+        gid,
+    };
+    let f = l.m("f").display().to_string();
+    let o = run_as(uid, gid, &format!("chmod 600 {f} && setfattr -n user.k -v v {f}"));
+    assert!(o.status.success(), "chmod/setfattr as the user: {}", String::from_utf8_lossy(&o.stderr).trim());
+    let up = l.upper.join("f");
+    assert_eq!(getxattr(&up, "user.overlay.metacopy").as_deref(), Some(&b""[..]), "no user.overlay.metacopy");
+    assert!(getxattr(&up, "trusted.overlay.metacopy").is_none());
+    assert_eq!(usage(&l.upper).1, 0, "metadata copy-up wrote data");
+    // Only the user reaches the mount (no allow_other).
+    let cat = || String::from_utf8_lossy(&run_as(uid, gid, &format!("cat {f}")).stdout).into_owned();
+    assert_eq!(cat(), data);
+    let o = run_as(uid, gid, &format!("echo more >> {f}"));
+    assert!(o.status.success(), "append as the user: {}", String::from_utf8_lossy(&o.stderr).trim());
+    assert_eq!(cat(), format!("{data}more\n"));
+    assert!(getxattr(&up, "user.overlay.metacopy").is_none(), "mark left after the data copy");
+    assert_eq!(fs::metadata(&up).expect("stat upper").mode() & 0o777, 0o600);
+    drop(m);
+    assert!(!is_mounted(&l.mnt));
 }
