@@ -5,6 +5,9 @@
 //! owner, mode, xattrs, times (the kernel's order: a chown after the xattrs
 //! would drop file capabilities); then renamed into place. A crash leaves either
 //! nothing or the complete object in the upper; the work dir is emptied at mount.
+//! With `metacopy=on` a copy-up for a metadata change stages a regular file
+//! without its data (same size, sparse, marked), the same way; its data comes
+//! up later (`metacopy.rs`).
 
 use crate::fs::ino::{self, ORIGIN_XATTR};
 use crate::fs::inode::Inode;

@@ -24,6 +24,7 @@ use crate::fs::copy_up::copy_data;
 use crate::fs::inode::{Inode, InodeState};
 use crate::fs::layers::Layers;
 use crate::fs::lookup::err;
+use crate::fs::real::Real;
 use crate::fs::whiteout::valid_redirect;
 use crate::fs::UnionFs;
 use crate::sys::{at, xattr};
@@ -89,31 +90,26 @@ pub fn copy_data_up(fs: &UnionFs, ino: &Inode, keep: bool) -> io::Result<()> {
     let s = ino.snapshot();
     let (Some(up), Some(data)) = (s.upper, s.data) else { return Ok(()) };
     let upfd = up.fd()?;
-    let f = at::reopen(upfd.as_raw_fd(), libc::O_WRONLY)?;
+    let before = at::fstat(upfd.as_raw_fd())?;
+    let f = match at::reopen(upfd.as_raw_fd(), libc::O_WRONLY) {
+        // Not root, and the file is not writable for its owner (us).
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+            at::fchmod(upfd.as_raw_fd(), (before.st_mode | 0o200) & 0o7777)?;
+            at::reopen(upfd.as_raw_fd(), libc::O_WRONLY)
+        }
+        r => r,
+    };
+    let f = f.inspect_err(|_| {
+        let _ = at::fchmod(upfd.as_raw_fd(), before.st_mode & 0o7777);
+    })?;
     let fd = f.as_raw_fd();
-    let before = at::fstat(fd)?;
-    if !keep {
-        at::ftruncate(fd, 0)?;
-    } else if before.st_size > 0 {
-        let caps = xattr::get(xattr::Target::Fd(fd), OsStr::new(CAPS_XATTR)).ok().flatten();
-        // A copy cut short by a crash may have left data where the lower
-        // file has holes: start from an empty (sparse) file of the same size.
-        let _ = at::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, before.st_size);
-        let src = at::reopen(data.fd()?.as_raw_fd(), libc::O_RDONLY)?;
-        copy_data(src.as_raw_fd(), fd, before.st_size as u64)?;
-        // Writing clears file capabilities and (not as root) set-ID bits.
-        if let Some(c) = caps {
-            xattr::set(xattr::Target::Fd(fd), OsStr::new(CAPS_XATTR), &c, 0)?;
-        }
-        if at::fstat(fd)?.st_mode != before.st_mode {
-            at::fchmod(fd, before.st_mode & 0o7777)?;
-        }
-        // Bringing the data up is not a change of the file (the kernel's
-        // copy leaves the upper file's mtime at the time of the copy, but
-        // the FUSE kernel module keeps the attributes it has cached).
-        let t = |s: i64, ns: i64| at::Time::At(s, ns);
-        at::futimens(fd, t(before.st_atime, before.st_atime_nsec), t(before.st_mtime, before.st_mtime_nsec))?;
+    let filled = fill(fd, &data, &before, keep);
+    // Writing clears set-ID bits (not as root); a mode made writable above
+    // goes back, also when the copy failed.
+    if at::fstat(fd).map_or(true, |st| st.st_mode != before.st_mode) {
+        at::fchmod(fd, before.st_mode & 0o7777)?;
     }
+    filled?;
     if fs.opts.fsync {
         at::fsync(fd, false)?;
     }
@@ -123,6 +119,32 @@ pub fn copy_data_up(fs: &UnionFs, ino: &Inode, keep: bool) -> io::Result<()> {
     }
     ino.state.write().data = None;
     Ok(())
+}
+
+/// Write the data of `data` into the upper file `fd` (stat `before`), or
+/// empty it (`keep = false`).
+fn fill(fd: RawFd, data: &Real, before: &at::Stat, keep: bool) -> io::Result<()> {
+    if !keep {
+        return at::ftruncate(fd, 0);
+    }
+    if before.st_size == 0 {
+        return Ok(());
+    }
+    let caps = xattr::get(xattr::Target::Fd(fd), OsStr::new(CAPS_XATTR)).ok().flatten();
+    // A copy cut short by a crash may have left data where the lower file
+    // has holes: start from an empty (sparse) file of the same size.
+    let _ = at::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, before.st_size);
+    let src = at::reopen(data.fd()?.as_raw_fd(), libc::O_RDONLY)?;
+    copy_data(src.as_raw_fd(), fd, before.st_size as u64)?;
+    // Writing clears file capabilities.
+    if let Some(c) = caps {
+        xattr::set(xattr::Target::Fd(fd), OsStr::new(CAPS_XATTR), &c, 0)?;
+    }
+    // Bringing the data up is not a change of the file (the kernel's copy
+    // leaves the upper file's mtime at the time of the copy, but the FUSE
+    // kernel module keeps the attributes it has cached).
+    let t = |s: i64, ns: i64| at::Time::At(s, ns);
+    at::futimens(fd, t(before.st_atime, before.st_atime_nsec), t(before.st_mtime, before.st_mtime_nsec))
 }
 
 #[cfg(test)]
