@@ -4,10 +4,11 @@
 //! everything else comes from the top real object. Any attribute change
 //! copies the object up first.
 
-use crate::fs::copy_up::{copy_up, copy_up_with};
+use crate::fs::copy_up::{copy_up, copy_up_data};
 use crate::fs::file;
 use crate::fs::inode::Inode;
 use crate::fs::lookup::err;
+use crate::fs::metacopy;
 use crate::fs::UnionFs;
 use crate::sys::at::{self, Time};
 use crate::sys::xattr;
@@ -98,8 +99,9 @@ pub fn apply_override(st: &mut at::Stat, v: &[u8]) {
 
 /// Stat the inode's top object (works for unlinked-but-open objects too).
 pub fn getattr(ino: &Inode) -> io::Result<at::Stat> {
-    let top = ino.snapshot().top_fd()?;
-    let mut st = at::fstat(top.as_raw_fd())?;
+    let s = ino.snapshot();
+    let mut st = at::fstat(s.top_fd()?.as_raw_fd())?;
+    metacopy::show_blocks(&s, &mut st);
     ino.fix_nlink(&mut st);
     Ok(st)
 }
@@ -156,11 +158,12 @@ fn set_override(ino: &Inode, fd: RawFd, a: &SetAttr) -> io::Result<bool> {
 
 pub fn setattr(fs: &UnionFs, ino: &Arc<Inode>, a: &SetAttr) -> io::Result<at::Stat> {
     fs.check_writable()?;
-    // Truncation to zero needs no data copied.
-    let up = if a.size == Some(0) && a.mode.is_none() && a.uid.is_none() && a.gid.is_none() {
-        copy_up_with(fs, ino, false)?
-    } else {
-        copy_up(fs, ino)?
+    // Truncation needs the data (to zero: none); other changes only the
+    // object (its metadata alone with `metacopy=on`).
+    let up = match a.size {
+        Some(0) if a.mode.is_none() && a.uid.is_none() && a.gid.is_none() => copy_up_data(fs, ino, false)?,
+        Some(_) => copy_up_data(fs, ino, true)?,
+        None => copy_up(fs, ino)?,
     };
     let upfd = up.fd()?;
     let fd = upfd.as_raw_fd();
@@ -189,6 +192,7 @@ pub fn setattr(fs: &UnionFs, ino: &Arc<Inode>, a: &SetAttr) -> io::Result<at::St
         at::futimens(fd, at_, mt)?;
     }
     let mut st = at::fstat(fd)?;
+    metacopy::show_blocks(&ino.snapshot(), &mut st);
     ino.fix_nlink(&mut st);
     Ok(st)
 }

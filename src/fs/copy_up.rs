@@ -5,11 +5,15 @@
 //! owner, mode, xattrs, times (the kernel's order: a chown after the xattrs
 //! would drop file capabilities); then renamed into place. A crash leaves either
 //! nothing or the complete object in the upper; the work dir is emptied at mount.
+//! With `metacopy=on` a copy-up for a metadata change stages a regular file
+//! without its data (same size, sparse, marked), the same way; its data comes
+//! up later (`metacopy.rs`).
 
 use crate::fs::ino::{self, ORIGIN_XATTR};
 use crate::fs::inode::Inode;
 use crate::fs::layers::{Fd, Layers};
 use crate::fs::lookup::{err, open_dir_at};
+use crate::fs::metacopy;
 use crate::fs::real::Real;
 use crate::fs::whiteout::{self, temp_name};
 use crate::fs::UnionFs;
@@ -20,13 +24,35 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-/// Make sure `ino` has an upper object; returns it. Copies data too.
-pub fn copy_up(fs: &UnionFs, ino: &Arc<Inode>) -> io::Result<Real> {
-    copy_up_with(fs, ino, true)
+/// What a copy-up must bring.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The object (the kernel's copy-up without open flags): with
+    /// `metacopy=on` a regular file's metadata alone.
+    Object,
+    /// The object with its data.
+    Data,
+    /// The object without data: the caller truncates it to zero at once.
+    Empty,
 }
 
-/// Copy-up; `with_data = false` when the caller is about to truncate to 0.
-pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Result<Real> {
+/// Make sure `ino` has an upper object; returns it. With `metacopy=on` a
+/// regular file gets its metadata only (see `metacopy.rs`).
+pub fn copy_up(fs: &UnionFs, ino: &Arc<Inode>) -> io::Result<Real> {
+    copy_up_one(fs, ino, Want::Object)
+}
+
+/// Make sure `ino` has an upper object holding its data (open for write,
+/// truncate); `keep_data = false` when the caller is about to truncate to 0.
+pub fn copy_up_data(fs: &UnionFs, ino: &Arc<Inode>, keep_data: bool) -> io::Result<Real> {
+    let up = copy_up_one(fs, ino, if keep_data { Want::Data } else { Want::Empty })?;
+    if ino.state.read().data.is_some() {
+        metacopy::copy_data_up(fs, ino, keep_data)?;
+    }
+    Ok(up)
+}
+
+fn copy_up_one(fs: &UnionFs, ino: &Arc<Inode>, want: Want) -> io::Result<Real> {
     if let Some(u) = ino.upper() {
         return Ok(u);
     }
@@ -38,11 +64,25 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
         return Ok(u);
     }
     let st = ino.snapshot();
-    let src = st.lowers.first().ok_or_else(|| err(libc::EIO))?.real.fd()?;
-    let job =
-        Job { src: src.as_raw_fd(), updir: &pup, name: &st.name, detached: st.unlinked, with_data, nodeid: ino.nodeid };
+    let lower = st.lowers.first().ok_or_else(|| err(libc::EIO))?.real.clone();
+    let src = lower.fd()?;
+    // The data: the lower file's, or further down when it is a metacopy file.
+    let data = st.data.clone().unwrap_or(lower);
+    let data_fd = data.fd()?;
+    let sst = at::fstat(src.as_raw_fd())?;
+    let meta_only = fs.opts.metacopy && want == Want::Object && sst.st_mode & libc::S_IFMT == libc::S_IFREG;
+    let job = Job {
+        src: src.as_raw_fd(),
+        data: data_fd.as_raw_fd(),
+        updir: &pup,
+        name: &st.name,
+        detached: st.unlinked,
+        with_data: want != Want::Empty && !meta_only,
+        meta_only,
+        nodeid: ino.nodeid,
+    };
     let up = copy_object(fs, &job).inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
-    if ino::breaks_link(&at::fstat(job.src)?) {
+    if ino::breaks_link(&sst) {
         let (dev, n) = up.id();
         ino.set_st_ino(fs.layers.ino_for(dev, n));
     }
@@ -50,6 +90,7 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
     w.upper = Some(up.clone());
     if !ino.is_dir() {
         w.lowers.clear();
+        w.data = meta_only.then_some(data);
     }
     Ok(up)
 }
@@ -58,12 +99,16 @@ pub fn copy_up_with(fs: &UnionFs, ino: &Arc<Inode>, with_data: bool) -> io::Resu
 struct Job<'a> {
     /// The lower object.
     src: RawFd,
+    /// The lower file holding the data (`src` unless that is a metacopy file).
+    data: RawFd,
     /// The upper parent directory and the name to give the copy.
     updir: &'a Real,
     name: &'a OsStr,
     /// The name is gone (unlinked but open): the copy stays nameless in the work dir.
     detached: bool,
     with_data: bool,
+    /// Metadata only: a sparse file of the same size, marked metacopy.
+    meta_only: bool,
     /// The inode's node ID (recorded on a broken hard link's copy).
     nodeid: u64,
 }
@@ -139,8 +184,10 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
         libc::S_IFDIR => at::mkdirat(work, tmp, 0o700)?,
         libc::S_IFREG => {
             let dst = at::openat(work, tmp, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o600)?;
-            if job.with_data && sst.st_size > 0 {
-                let s = at::reopen(src, libc::O_RDONLY)?;
+            if job.meta_only {
+                at::ftruncate(dst.as_raw_fd(), sst.st_size as u64)?;
+            } else if job.with_data && sst.st_size > 0 {
+                let s = at::reopen(job.data, libc::O_RDONLY)?;
                 copy_data(s.as_raw_fd(), dst.as_raw_fd(), sst.st_size as u64)?;
             }
             if sync {
@@ -172,6 +219,9 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
     let origin = ino::origin_value(sst, job.nodeid);
     if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
         debug!("cannot record origin: {e}");
+    }
+    if job.meta_only {
+        metacopy::mark(layers, dt)?;
     }
     if kind != libc::S_IFLNK {
         at::fchmod(ofd, mode)?;

@@ -81,7 +81,16 @@ pub fn create(
         Probe::Entry(..) => return Err(err(libc::EEXIST)),
     };
     let src = match &obj {
-        NewObj::Link { src } => Some(copy_up(fs, src)?.fd()?),
+        NewObj::Link { src } => {
+            let up = copy_up(fs, src)?;
+            if src.state.read().data.is_some() {
+                // A metacopy file's names must all find its data: the
+                // kernel records an absolute redirect before linking.
+                let r = set_redirect(fs, src, &up, false)?;
+                src.state.write().redirect = Some(r);
+            }
+            Some(up.fd()?)
+        }
         _ => None,
     };
     let (dir, tname) = if over_whiteout { (fs.layers.work_fd()?, temp_name()) } else { (pfd, name.to_os_string()) };
@@ -119,7 +128,7 @@ pub fn create(
     let f = match probe(&fs.layers, &pup, name)? {
         Probe::Entry(real, st) => {
             let opaque = is_dir(&st) && whiteout::dir_marks(&fs.layers, real.fd()?.as_raw_fd()).opaque;
-            Found { upper: Some(real), lowers: Vec::new(), opaque, redirect: None, st }
+            Found { upper: Some(real), lowers: Vec::new(), opaque, redirect: None, data: None, st }
         }
         _ => return Err(err(libc::EIO)),
     };
@@ -220,6 +229,7 @@ fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<
             opaque: f.opaque,
             redirect: f.redirect.clone(),
             unlinked: false,
+            data: f.data.clone(),
         },
     ))
 }
@@ -300,10 +310,10 @@ fn lower_path(dir: &Arc<Inode>) -> Vec<OsString> {
     rev
 }
 
-/// Record on the upper copy of a directory with lower parts that is about to
-/// move (to the same parent: `samedir`) where those parts are, as the kernel
-/// does: a relative record (a name) while it stays in its parent, else the
-/// absolute path. Returns the record.
+/// Record on the upper copy of a directory with lower parts (or of a
+/// metacopy file) that is about to move (to the same parent: `samedir`) where
+/// those parts (its data) are, as the kernel does: a relative record (a name)
+/// while it stays in its parent, else the absolute path. Returns the record.
 fn set_redirect(fs: &UnionFs, dir: &Arc<Inode>, up: &crate::fs::real::Real, samedir: bool) -> io::Result<OsString> {
     let cur = dir.snapshot().redirect;
     let rec = match cur {
@@ -319,7 +329,9 @@ fn set_redirect(fs: &UnionFs, dir: &Arc<Inode>, up: &crate::fs::real::Real, same
             OsString::from_vec(v)
         }
     };
-    xattr::set(xattr::Target::Fd(up.fd()?.as_raw_fd()), &fs.layers.xattr_name("redirect"), rec.as_bytes(), 0)?;
+    let fd = up.fd()?;
+    let t = if dir.is_dir() { xattr::Target::Fd(fd.as_raw_fd()) } else { xattr::Target::Path(fd.as_raw_fd()) };
+    xattr::set(t, &fs.layers.xattr_name("redirect"), rec.as_bytes(), 0)?;
     Ok(rec)
 }
 
@@ -390,11 +402,15 @@ pub fn rename(
     let (pfd, npfd) = (pupfd.as_raw_fd(), npupfd.as_raw_fd());
     let src_ino = inode_for(fs, parent, name, &src);
     let src_up = copy_up(fs, &src_ino)?;
+    // A metacopy file moves like a directory with lower parts: its record
+    // says where its data is.
+    let src_redirect = src_redirect || src_ino.state.read().data.is_some();
     let dst_ino = dst.as_ref().map(|d| inode_for(fs, newparent, newname, d));
     let samedir = parent.nodeid == newparent.nodeid;
     if exchange {
         let d = dst_ino.as_ref().ok_or_else(|| err(libc::ENOENT))?;
         let dst_up = copy_up(fs, d)?;
+        let dst_redirect = dst_redirect || d.state.read().data.is_some();
         let src_rec = if src_redirect { Some(set_redirect(fs, &src_ino, &src_up, samedir)?) } else { None };
         let dst_rec = if dst_redirect { Some(set_redirect(fs, d, &dst_up, samedir)?) } else { None };
         if src_dir && !src_redirect && lower_visible(&fs.layers, &nps, newname)? {

@@ -4,7 +4,7 @@
 //! Opening for write (or with O_TRUNC) copies the file up first; reads of a
 //! file never written come straight from its lower layer.
 
-use crate::fs::copy_up::copy_up_with;
+use crate::fs::copy_up::copy_up_data;
 use crate::fs::inode::Inode;
 use crate::fs::layers::Fd;
 use crate::fs::lookup::err;
@@ -39,7 +39,7 @@ impl OpenFile {
     /// The real descriptor to use now.
     pub fn fd(&self) -> io::Result<Fd> {
         if self.on_lower.load(Ordering::Acquire) {
-            if let Some(up) = self.inode.upper() {
+            if let Some(up) = self.inode.upper_data() {
                 let mut cur = self.fd.write();
                 if self.on_lower.load(Ordering::Acquire) {
                     let fd = at::reopen(up.fd()?.as_raw_fd(), self.flags)?;
@@ -70,11 +70,12 @@ pub fn open(fs: &UnionFs, ino: &Arc<Inode>, flags: i32) -> io::Result<u64> {
     let (real, on_lower) = if wants_write(flags) {
         fs.check_writable()?;
         // A truncating open needs no data copied.
-        (copy_up_with(fs, ino, flags & libc::O_TRUNC == 0)?, false)
+        (copy_up_data(fs, ino, flags & libc::O_TRUNC == 0)?, false)
     } else {
+        // A metacopy file's data is still below its upper object.
         let s = ino.snapshot();
-        let top = s.top().ok_or_else(|| err(libc::ESTALE))?;
-        (top, s.upper.is_none())
+        let data = s.data_obj().ok_or_else(|| err(libc::ESTALE))?;
+        (data, s.upper.is_none() || s.data.is_some())
     };
     let pin = real.pin()?;
     let fd = at::reopen(real.fd()?.as_raw_fd(), flags)?;

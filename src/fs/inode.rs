@@ -48,12 +48,20 @@ pub struct InodeState {
     pub redirect: Option<OsString>,
     /// The name was removed (the object lives on while open).
     pub unlinked: bool,
+    /// The top object is a metacopy file (`metacopy.rs`): its data is this
+    /// lower file's.
+    pub data: Option<Real>,
 }
 
 impl InodeState {
     /// The object whose attributes and data are shown.
     pub fn top(&self) -> Option<Real> {
         self.upper.clone().or_else(|| self.lowers.first().map(|l| l.real.clone()))
+    }
+
+    /// The object the file's data is read from.
+    pub fn data_obj(&self) -> Option<Real> {
+        self.data.clone().or_else(|| self.top())
     }
 
     /// The top object's descriptor (ESTALE if there is none).
@@ -165,6 +173,16 @@ impl Inode {
 
     pub fn upper(&self) -> Option<Real> {
         self.state.read().upper.clone()
+    }
+
+    /// The upper object, once it holds the file's data (not a metacopy).
+    pub fn upper_data(&self) -> Option<Real> {
+        let s = self.state.read();
+        if s.data.is_some() {
+            None
+        } else {
+            s.upper.clone()
+        }
     }
 
     /// The kernel overlay shows merged directories with nlink 1 (counting

@@ -5,9 +5,9 @@
 
 use crate::fs::options::Options;
 use crate::fs::real::{FdCache, Real};
+use crate::sys::at;
 use crate::sys::tree::{remove_contents, strip_os};
-use crate::sys::{self, at};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -47,6 +47,9 @@ pub struct Layers {
     pub workdir_lock: Option<OwnedFd>,
     /// Follow directories' redirect records (`redirect_dir=` not `nofollow`).
     pub follow_redirects: bool,
+    /// Follow metacopy files to their data (`metacopy=on`); without it a
+    /// metacopy file is refused at lookup, as the kernel refuses it.
+    pub metacopy: bool,
 }
 
 fn open_dir(p: &Path) -> io::Result<OwnedFd> {
@@ -155,9 +158,6 @@ impl Layers {
         }
         let root_user = crate::sys::geteuid() == 0;
         let xattr_prefix = if opts.userxattr || !root_user { "user.overlay." } else { "trusted.overlay." };
-        if let Some(up) = layers.first().filter(|_| has_upper) {
-            refuse_unsupported_upper(up, xattr_prefix)?;
-        }
         let ino_shift = if devs.len() > 1 { 48 } else { 0 };
         Ok(Layers {
             layers,
@@ -169,6 +169,7 @@ impl Layers {
             root_user,
             workdir_lock,
             follow_redirects: opts.redirect_dir.follows(),
+            metacopy: opts.metacopy,
         })
     }
 
@@ -277,33 +278,6 @@ impl Layers {
 pub const TRUSTED_PREFIX: &[u8] = b"trusted.overlay.";
 /// fuse-overlayfs's namespace for unprivileged markers.
 pub const FUSE_OVERLAYFS_PREFIX: &[u8] = b"user.fuseoverlayfs.";
-
-/// An upper the kernel wrote with `metacopy=on` holds files whose data live
-/// in a lower layer; until unionfs follows those records it would show wrong
-/// data, so such an upper is refused at mount. (Directory redirects are
-/// followed: see `lookup.rs`.) The scan costs one lgetxattr per upper object.
-fn refuse_unsupported_upper(up: &Layer, prefix: &str) -> Result<(), String> {
-    let metacopy: OsString = format!("{prefix}metacopy").into();
-    let root = up.root.fd().map_err(|e| format!("upperdir {}: {}", up.path.display(), strip_os(&e)))?;
-    let mut found: Option<OsString> = None;
-    let r = sys::tree::walk(root.as_raw_fd(), |dfd, name, _| {
-        if matches!(sys::xattr::get_at(dfd, name, &metacopy), Ok(Some(_))) {
-            found = Some(name.to_os_string());
-            // Stop the walk: one is enough.
-            return Err(io::Error::from_raw_os_error(libc::ECANCELED));
-        }
-        Ok(())
-    });
-    if let Some(name) = found {
-        return Err(format!(
-            "upperdir {} was written by the kernel overlay with metacopy=on ({} on {:?}), which unionfs does not read yet",
-            up.path.display(),
-            metacopy.to_string_lossy(),
-            name
-        ));
-    }
-    r.map_err(|e| format!("upperdir {}: {}", up.path.display(), strip_os(&e)))
-}
 
 /// Create `workdir/work` and remove anything a crash left in it.
 fn prepare_workdir(wfd: &OwnedFd) -> io::Result<OwnedFd> {

@@ -7,6 +7,7 @@
 use crate::fs::ino;
 use crate::fs::inode::{Inode, InodeState, RealObj};
 use crate::fs::layers::{Fd, Layers};
+use crate::fs::metacopy;
 use crate::fs::real::Real;
 use crate::fs::whiteout::{self, is_marker_name};
 use crate::fs::UnionFs;
@@ -29,8 +30,10 @@ pub struct Found {
     pub upper: Option<Real>,
     pub lowers: Vec<RealObj>,
     pub opaque: bool,
-    /// The upper directory's redirect record, if any.
+    /// The upper directory's (or metacopy file's) redirect record, if any.
     pub redirect: Option<OsString>,
+    /// A metacopy file's data (see `metacopy.rs`).
+    pub data: Option<Real>,
     /// Attributes of the top object.
     pub st: at::Stat,
 }
@@ -49,6 +52,10 @@ pub fn check_name(name: &OsStr) -> io::Result<()> {
 
 fn is_dir(st: &at::Stat) -> bool {
     (st.st_mode & libc::S_IFMT) == libc::S_IFDIR
+}
+
+fn is_reg(st: &at::Stat) -> bool {
+    (st.st_mode & libc::S_IFMT) == libc::S_IFREG
 }
 
 /// Open a real directory for reading (getdents, fxattr) through its O_PATH fd.
@@ -88,6 +95,7 @@ pub fn probe(layers: &Layers, dir: &Real, name: &OsStr) -> io::Result<Probe> {
 /// Where the lower layers are searched for a name: in the parent's lower
 /// directories (possibly under another name, after a relative redirect), or
 /// from each layer's root (after an absolute redirect).
+#[derive(Clone)]
 enum Target {
     Name(OsString),
     Path(Vec<OsString>),
@@ -154,7 +162,18 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
             Probe::Whiteout => return Ok(None),
             Probe::Entry(fd, st) => {
                 if !is_dir(&st) {
-                    return Ok(Some(Found { upper: Some(fd), lowers: Vec::new(), opaque: false, redirect: None, st }));
+                    let mut f = Found {
+                        upper: Some(fd.clone()),
+                        lowers: Vec::new(),
+                        opaque: false,
+                        redirect: None,
+                        data: None,
+                        st,
+                    };
+                    if is_reg(&st) {
+                        resolve_metacopy(layers, parent, &mut f, &fd, target, layers.first_lower())?;
+                    }
+                    return Ok(Some(f));
                 }
                 let m = whiteout::dir_marks(layers, fd.fd()?.as_raw_fd());
                 if m.refused_redirect {
@@ -163,7 +182,14 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
                 if let Some(r) = &m.redirect {
                     target = target.redirect(r);
                 }
-                let f = Found { upper: Some(fd), lowers: Vec::new(), opaque: m.opaque, redirect: m.redirect, st };
+                let f = Found {
+                    upper: Some(fd),
+                    lowers: Vec::new(),
+                    opaque: m.opaque,
+                    redirect: m.redirect,
+                    data: None,
+                    st,
+                };
                 if m.opaque {
                     return Ok(Some(f));
                 }
@@ -186,9 +212,16 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
                 if m.refused_redirect {
                     return Err(err(libc::EPERM));
                 }
-                let obj = RealObj { layer, real, xwh: m.xwhiteouts };
+                let obj = RealObj { layer, real: real.clone(), xwh: m.xwhiteouts };
                 match &mut found {
-                    None => found = Some(Found { upper: None, lowers: vec![obj], opaque: false, redirect: None, st }),
+                    None => {
+                        let mut f =
+                            Found { upper: None, lowers: vec![obj], opaque: false, redirect: None, data: None, st };
+                        if is_reg(&st) {
+                            resolve_metacopy(layers, parent, &mut f, &real, target.clone(), layer + 1)?;
+                        }
+                        found = Some(f);
+                    }
                     Some(f) => f.lowers.push(obj),
                 }
                 if !dir || m.opaque {
@@ -201,6 +234,70 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
         }
     }
     Ok(found)
+}
+
+/// If the regular file `top` (found as `f`) is a metacopy file, find its
+/// data from layer `from` down (by `target`, or its redirect record) and show
+/// the data's blocks. No data: EIO; data but no `metacopy=on`: EPERM (the
+/// kernel's answers).
+fn resolve_metacopy(
+    layers: &Layers,
+    parent: &InodeState,
+    f: &mut Found,
+    top: &Real,
+    target: Target,
+    from: usize,
+) -> io::Result<()> {
+    let fd = top.fd()?;
+    if !metacopy::is_metacopy(layers, fd.as_raw_fd())? {
+        return Ok(());
+    }
+    let rec = metacopy::redirect(layers, fd.as_raw_fd());
+    let target = match &rec {
+        Some(r) => target.redirect(r),
+        None => target,
+    };
+    let (data, st) = find_data(layers, parent, target, from)?.ok_or_else(|| err(libc::EIO))?;
+    if !layers.metacopy {
+        return Err(err(libc::EPERM));
+    }
+    if f.upper.is_some() {
+        f.redirect = rec;
+    }
+    f.st.st_blocks = st.st_blocks;
+    f.data = Some(data);
+    Ok(())
+}
+
+/// The data of a metacopy file: the first regular file below it that is not
+/// a metacopy file itself (whose redirect records are followed on the way).
+/// None when a whiteout, another kind of object or nothing is found.
+fn find_data(
+    layers: &Layers,
+    parent: &InodeState,
+    mut target: Target,
+    from: usize,
+) -> io::Result<Option<(Real, at::Stat)>> {
+    for layer in from..layers.layers.len() {
+        let Some((dir, n)) = target_dir(layers, parent, layer, &target)? else { continue };
+        match probe(layers, &dir, &n)? {
+            Probe::Absent => continue,
+            Probe::Whiteout => return Ok(None),
+            Probe::Entry(real, st) => {
+                if !is_reg(&st) {
+                    return Ok(None);
+                }
+                let fd = real.fd()?;
+                if !metacopy::is_metacopy(layers, fd.as_raw_fd())? {
+                    return Ok(Some((real, st)));
+                }
+                if let Some(r) = metacopy::redirect(layers, fd.as_raw_fd()) {
+                    target = target.redirect(&r);
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Does any lower layer under `parent` still show `name`? (Then removing or
@@ -231,6 +328,7 @@ pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found
         opaque: f.opaque,
         redirect: f.redirect,
         unlinked: false,
+        data: f.data,
     };
     let ino = loop {
         let mut fresh = Some(state.clone());

@@ -8,6 +8,7 @@
 //! - [`whiteout`]: every whiteout/opaque form read, the kernel form written
 //! - [`lookup`]: resolve one name through the layers
 //! - [`copy_up`]: bring a lower object (and its parents) into the upper
+//! - [`metacopy`]: metadata-only copy-up, data found below, copied on write
 //! - [`dir`]: create, link, unlink, rmdir, rename
 //! - [`readdir`]: merged directory listings per open handle
 //! - [`file`]: open files and their data operations
@@ -27,6 +28,7 @@ pub mod ino;
 pub mod inode;
 pub mod layers;
 pub mod lookup;
+pub mod metacopy;
 pub mod options;
 pub mod readdir;
 pub mod real;

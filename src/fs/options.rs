@@ -354,6 +354,19 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
     if opts.upperdir.is_some() != opts.workdir.is_some() {
         return Err("upperdir= and workdir= must be given together".into());
     }
+    // The kernel's rule: metacopy files are found through redirects, which
+    // a writable mount must be able to make.
+    if opts.metacopy {
+        let conflict = match opts.redirect_dir {
+            RedirectDir::Off => Some("off"),
+            RedirectDir::NoFollow => Some("nofollow"),
+            RedirectDir::Follow if opts.upperdir.is_some() => Some("follow"),
+            _ => None,
+        };
+        if let Some(v) = conflict {
+            return Err(format!("conflicting options: metacopy=on,redirect_dir={v}"));
+        }
+    }
     Ok(Command::Mount { opts: Box::new(opts), mountpoint: PathBuf::from(mountpoint), foreground, debug })
 }
 
@@ -390,6 +403,24 @@ mod tests {
         assert!(foreground && opts.read_only);
         assert_eq!(opts.mount_flags, vec!["nosuid".to_string()]);
         assert_eq!(opts.warnings.len(), 1);
+    }
+
+    #[test]
+    fn metacopy_needs_redirects_like_the_kernel() {
+        let rw = |o: &str| parse_args(&args(&["-o", &format!("lowerdir=/l,upperdir=/u,workdir=/w,{o}"), "/m"]));
+        let mount = |r: Result<Command, String>| match r {
+            Ok(Command::Mount { opts, .. }) => opts.metacopy,
+            other => panic!("{other:?}"),
+        };
+        assert!(mount(rw("metacopy=on")));
+        assert!(!mount(rw("metacopy=off")));
+        assert!(mount(rw("redirect_dir=on,metacopy=on")));
+        for bad in ["redirect_dir=off", "redirect_dir=nofollow", "redirect_dir=follow"] {
+            let e = rw(&format!("metacopy=on,{bad}")).expect_err(bad);
+            assert!(e.contains("conflicting options"), "{e}");
+        }
+        // Read-only: following is enough.
+        assert!(parse_args(&args(&["-o", "lowerdir=/l:/k,metacopy=on,redirect_dir=follow", "/m"])).is_ok());
     }
 
     #[test]

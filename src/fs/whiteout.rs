@@ -92,7 +92,7 @@ pub fn dir_marks(layers: &Layers, dirfd: RawFd) -> DirMarks {
 
 /// A redirect record the kernel would accept: a name, or an absolute path of
 /// names (no empty, `.` or `..` components, no NUL).
-fn valid_redirect(v: &[u8]) -> bool {
+pub fn valid_redirect(v: &[u8]) -> bool {
     let rest = v.strip_prefix(b"/").unwrap_or(v);
     !rest.is_empty()
         && !v.contains(&0)

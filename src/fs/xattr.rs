@@ -120,6 +120,7 @@ mod tests {
             root_user: true,
             workdir_lock: None,
             follow_redirects: true,
+            metacopy: false,
         }
     }
 

@@ -662,6 +662,11 @@ def file_data_calls(L):
     return ops
 
 
+# Scenarios of optional features live in their own files and register here.
+sys.modules.setdefault("scenarios", sys.modules[__name__])
+import scenarios_metacopy  # noqa: E402,F401
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
