@@ -153,7 +153,7 @@ pub fn cp(store: &Store, a: CpArgs) -> Result<()> {
 
 fn me() -> (u32, u32) {
     // SAFETY: no failure mode.
-    (crate::sys::geteuid(), unsafe { libc::getegid() })
+    (crate::sys::geteuid(), nix::unistd::getegid().as_raw())
 }
 
 /// The directory to unpack into and the name to give (docker cp's rules).

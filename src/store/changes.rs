@@ -55,12 +55,7 @@ fn has(obj: RawFd, names: &[&str], want: Option<&[u8]>) -> bool {
 
 /// stat(2) of `rel` in a layer (symlinks followed, as the reference does).
 fn stat_in(layer: RawFd, rel: &[u8]) -> Option<at::Stat> {
-    let c = std::ffi::CString::new(rel).ok()?;
-    let mut st = std::mem::MaybeUninit::<at::Stat>::uninit();
-    // SAFETY: valid C string and out-pointer.
-    let r = unsafe { libc::fstatat(layer, c.as_ptr(), st.as_mut_ptr(), 0) };
-    // SAFETY: filled when r == 0.
-    (r == 0).then(|| unsafe { st.assume_init() })
+    at::statat(layer, OsStr::from_bytes(rel)).ok()
 }
 
 fn lstat_in(layer: RawFd, rel: &[u8]) -> Option<at::Stat> {

@@ -51,7 +51,7 @@ pub fn start(store: &Store, c: &Container, merged: &Path) -> Result<Proc> {
 /// readiness on stdout, then wait to be killed.
 pub fn hold(store: &Store, id: &str, merged: &Path) -> Result<()> {
     let c = containers::resolve(store, id)?;
-    let (uid, gid) = (crate::sys::geteuid(), unsafe_getegid());
+    let (uid, gid) = (crate::sys::geteuid(), nix::unistd::getegid().as_raw());
     mount::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).ctx("unshare (user and mount namespace)")?;
     mount::map_self_to_root(uid, gid).ctx("user namespace id map")?;
     crate::sys::at::set_unprivileged();
@@ -63,11 +63,6 @@ pub fn hold(store: &Store, id: &str, merged: &Path) -> Result<()> {
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
-}
-
-fn unsafe_getegid() -> u32 {
-    // SAFETY: no failure mode.
-    unsafe { libc::getegid() }
 }
 
 /// Enter the namespace of a mounted container (rootless) and run `cmd`.

@@ -36,6 +36,16 @@ pub fn reopen(fd: RawFd, flags: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(nfd) })
 }
 
+/// `fstatat(dirfd, name, 0)`: symlinks followed.
+pub fn statat(dirfd: RawFd, name: &OsStr) -> io::Result<Stat> {
+    let c = cstr(name)?;
+    let mut st = MaybeUninit::<Stat>::uninit();
+    // SAFETY: valid pointers.
+    cvt(unsafe { libc::fstatat(dirfd, c.as_ptr(), st.as_mut_ptr(), 0) })?;
+    // SAFETY: fstatat succeeded and filled st.
+    Ok(unsafe { st.assume_init() })
+}
+
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
 pub fn lstatat(dirfd: RawFd, name: &OsStr) -> io::Result<Stat> {
     let c = cstr(name)?;
