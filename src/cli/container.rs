@@ -629,6 +629,14 @@ fn mount(store: &Store, which: &[String], format: &str, no_trunc: bool) -> Resul
     let all = containers::list(store)?;
     for w in which {
         let c = containers::pick(&all, w)?;
+        if !at::is_root() && state::view(store, c).running() {
+            // Its root is mounted inside its own user namespace; a second
+            // daemon on the same upper would corrupt it.
+            return crate::store::error::conflict(format!(
+                "container {} is running (rootless: its root is mounted in its own namespaces): use unionctl exec, or stop it first",
+                name_of(c)
+            ));
+        }
         let p = mounts::mount(store, c)?;
         println!("{}", p.display());
     }

@@ -210,7 +210,10 @@ fn setup_child(
 ) -> ! {
     let fd = ctl.as_raw_fd();
     let r = (|| -> Result<()> {
-        let merged = c.merged(store);
+        // Rootless, the root is mounted inside the container's namespaces
+        // only, at a path of its own: `unionctl mount` on the host never
+        // mistakes that daemon for one of its own.
+        let merged = if o.rootless { c.dir(store).join("rootfs") } else { c.merged(store) };
         if o.rootless {
             let (uid, gid) = (crate::sys::geteuid(), nix::unistd::getegid().as_raw());
             unshare(CloneFlags::CLONE_NEWUSER, "user namespace")?;

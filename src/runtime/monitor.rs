@@ -102,6 +102,12 @@ pub fn run(store: &Store, c: &Container, mode: Mode) -> std::result::Result<i32,
         // A run whose monitor died: clean up after it first.
         release(store, c, &mut s);
     }
+    if rootless && mounts::mounted(store, c).is_some() {
+        return Err(se(
+            125,
+            format!("container {} is mounted (unionctl mount): unmount it before starting it (rootless)", c.name),
+        ));
+    }
     s.boot_id = process::boot_id();
     s.error.clear();
     if !rootless {
