@@ -387,19 +387,6 @@ fn item10_posix_acls_are_enforced() {
 // ---------------------------------------------------------------------------
 // 11. An unprivileged daemon copies up objects owned by others.
 
-/// The user's mount; unmounted with `fusermount3 -u` as that user, then by force.
-struct UserMount {
-    inner: UnionMount,
-    uid: u32,
-    gid: u32,
-}
-
-impl Drop for UserMount {
-    fn drop(&mut self) {
-        let _ = run_as(self.uid, self.gid, &format!("fusermount3 -u {}", self.inner.mnt.display()));
-    }
-}
-
 #[test]
 fn item11_unprivileged_copy_up_of_foreign_objects() {
     let (uid, gid) = test_user();

@@ -155,19 +155,6 @@ fn kernel_opts(l: &Layout, k: &Twin) -> String {
     format!("lowerdir={},upperdir={},workdir={}", l.lowerdir(), k.upper.display(), k.work.display())
 }
 
-/// Unmounts an unprivileged user's mount as that user (then by force).
-struct UserMount {
-    inner: UnionMount,
-    uid: u32,
-    gid: u32,
-}
-
-impl Drop for UserMount {
-    fn drop(&mut self) {
-        let _ = run_as(self.uid, self.gid, &format!("fusermount3 -u {}", self.inner.mnt.display()));
-    }
-}
-
 /// An unprivileged daemon marks its metadata-only copies with
 /// `user.overlay.metacopy` (the prefix of its other private xattrs). The
 /// kernel refuses `userxattr` with `metacopy=on`, so there is no oracle: the

@@ -377,3 +377,17 @@ pub fn test_user() -> (u32, u32) {
     }
     (id("-u").expect("uid of unionfs-test"), id("-g").expect("gid of unionfs-test"))
 }
+
+/// An unprivileged user's mount; unmounted with `fusermount3 -u` as that
+/// user, then by force (the inner mount's own guard).
+pub struct UserMount {
+    pub inner: UnionMount,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Drop for UserMount {
+    fn drop(&mut self) {
+        let _ = run_as(self.uid, self.gid, &format!("fusermount3 -u {}", self.inner.mnt.display()));
+    }
+}
