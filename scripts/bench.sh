@@ -7,6 +7,8 @@
 #                                        container, 100 mounts; vs podman
 #   scripts/bench.sh registry [RUNS]     unionctl pull vs skopeo+umoci and podman
 #   scripts/bench.sh images              unionctl image load vs umoci unpack
+#   scripts/bench.sh layers [OPTIONS]    the layer-count sweep: N = 1..128 lower
+#                                        layers, kernel overlay vs unionfs
 set -euo pipefail
 cd "$(dirname "$0")"
 case "${1:-fs}" in
@@ -14,9 +16,14 @@ case "${1:-fs}" in
     containers) shift; exec ./bench-containers.sh "$@" ;;
     registry) shift; exec ./bench-registry.sh "$@" ;;
     images) shift; exec ./bench-images.sh "$@" ;;
+    layers)
+        shift
+        (cd .. && cargo build --release --quiet)
+        exec python3 ./bench_layers.py --unionfs "$PWD/../target/release/unionfs" "$@"
+        ;;
     -*) exec ./bench-fs.sh "$@" ;;
     *)
-        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -50,6 +50,8 @@ pub struct Layers {
     /// Follow metacopy files to their data (`metacopy=on`); without it a
     /// metacopy file is refused at lookup, as the kernel refuses it.
     pub metacopy: bool,
+    /// Lower directories' names, read once (see `names.rs`).
+    pub names: crate::fs::names::NameIndex,
 }
 
 fn open_dir(p: &Path) -> io::Result<OwnedFd> {
@@ -170,6 +172,7 @@ impl Layers {
             workdir_lock,
             follow_redirects: opts.redirect_dir.follows(),
             metacopy: opts.metacopy,
+            names: crate::fs::names::NameIndex::new(opts.lowerdirs.len() >= 2),
         })
     }
 

@@ -200,6 +200,9 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
     }
     for layer in layers.first_lower()..layers.layers.len() {
         let Some((dir, n)) = target_dir(layers, parent, layer, &target)? else { continue };
+        if !layers.names.may_hold(&dir, &n) {
+            continue;
+        }
         match probe(layers, &dir, &n)? {
             Probe::Whiteout => break,
             Probe::Absent => continue,

@@ -29,6 +29,7 @@ pub mod inode;
 pub mod layers;
 pub mod lookup;
 pub mod metacopy;
+pub mod names;
 pub mod options;
 pub mod readdir;
 pub mod real;
