@@ -68,6 +68,7 @@ pub fn resolve_user(user: &str, passwd: &str, group: &str) -> Result<User, Strin
         // A numeric uid without an entry: group 0 and home / (docker).
         None => (None, u.parse().unwrap_or(0), 0, "/".to_string()),
     };
+    let explicit_group = g.is_some_and(|g| !g.is_empty());
     if let Some(g) = g.filter(|g| !g.is_empty()) {
         gid = match g.parse::<u32>() {
             Ok(gid) => gid,
@@ -77,8 +78,10 @@ pub fn resolve_user(user: &str, passwd: &str, group: &str) -> Result<User, Strin
                 .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
         };
     }
+    // An explicit group is the only one (runc's rule); else the user's
+    // memberships in the container's /etc/group are added.
     let mut groups = vec![gid];
-    if let Some(n) = name {
+    if let (Some(n), false) = (name, explicit_group) {
         for (_, id, members) in group_entries(group) {
             if members.contains(&n) && !groups.contains(&id) {
                 groups.push(id);
@@ -154,7 +157,8 @@ mod tests {
             (1000, 1000, vec![1000, 50, 29], "/home/app")
         );
         assert_eq!(resolve_user("1000", PASSWD, GROUP).unwrap(), app);
-        assert_eq!(resolve_user("www:staff", PASSWD, GROUP).unwrap().gid, 50);
+        let w = resolve_user("app:staff", PASSWD, GROUP).unwrap();
+        assert_eq!((w.gid, w.groups.clone()), (50, vec![50]));
         let n = resolve_user("4242:7", PASSWD, GROUP).unwrap();
         assert_eq!((n.uid, n.gid, n.home.as_str()), (4242, 7, "/"));
         assert!(resolve_user("nosuch", PASSWD, GROUP).unwrap_err().contains("unable to find user nosuch"));
