@@ -70,6 +70,7 @@ pub fn exec(store: &Store, a: ExecArgs) -> Result<()> {
 }
 
 pub fn logs(store: &Store, a: LogsArgs) -> Result<()> {
+    set_exit_status(125);
     let c = containers::resolve(store, &a.container)?;
     let tail: Option<usize> = match a.tail.as_deref() {
         None | Some("all") | Some("-1") => None,

@@ -82,7 +82,9 @@ pub fn run(store: &Store, a: RunArgs) -> Result<()> {
     }
 }
 
+/// Every container verb fails with podman's 125 (no such container, not running, ...).
 fn for_each(store: &Store, which: &[String], mut f: impl FnMut(&Container) -> Result<()>) -> Result<()> {
+    set_exit_status(125);
     let all = containers::list(store)?;
     let mut failed = 0;
     let mut last = None;
@@ -106,6 +108,7 @@ fn for_each(store: &Store, which: &[String], mut f: impl FnMut(&Container) -> Re
 }
 
 pub fn start(store: &Store, a: StartArgs) -> Result<()> {
+    set_exit_status(125);
     if a.attach {
         if a.containers.len() != 1 {
             return err("start -a takes one container");
@@ -135,6 +138,7 @@ pub fn restart(store: &Store, a: StopArgs) -> Result<()> {
 }
 
 pub fn kill(store: &Store, a: KillArgs) -> Result<()> {
+    set_exit_status(125);
     let Some(sig) = runtime::parse_signal(&a.signal) else {
         return err(format!("invalid signal {:?}", a.signal));
     };
@@ -142,6 +146,7 @@ pub fn kill(store: &Store, a: KillArgs) -> Result<()> {
 }
 
 pub fn wait(store: &Store, which: &[String]) -> Result<()> {
+    set_exit_status(125);
     let all = containers::list(store)?;
     for w in which {
         let c = containers::pick(&all, w)?;
