@@ -192,6 +192,19 @@ impl RunEnv {
         }
     }
 
+    /// Wait up to `secs` for `n` lines of `logs` of `c` equal to `line`.
+    pub fn wait_logs_count(&self, c: &str, line: &str, n: usize, secs: u64) {
+        let t0 = Instant::now();
+        loop {
+            let o = self.run(&["logs", c]);
+            if o.stdout.lines().filter(|l| *l == line).count() >= n {
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(secs), "not {n} x {line:?} in the logs of {c}: {}", o.stdout);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Wait up to `secs` for the container to stop running.
     pub fn wait_exited(&self, c: &str, secs: u64) -> serde_json::Value {
         let t0 = Instant::now();
@@ -298,13 +311,14 @@ impl RunEnv {
         v
     }
 
-    /// Nothing of this test's containers left: no process, no mount but the
-    /// ones `keep` names (e.g. a container still mounted on purpose).
+    /// Nothing of this test's containers left: no process, no mount.
     pub fn assert_clean(&self) {
         let t0 = Instant::now();
         loop {
             let procs = self.leftovers();
-            let mounts = mounts_under(self.t.path());
+            let mut mounts = mounts_under(self.t.path());
+            // (podman keeps its storage's own private mount while it lives.)
+            mounts.retain(|m| !(self.tool == Tool::Podman && m.ends_with("podman/root/overlay")));
             if procs.is_empty() && mounts.is_empty() {
                 return;
             }
@@ -369,8 +383,11 @@ fn podman_args(args: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     if matches!(args.first(), Some(&"run") | Some(&"create")) {
         let net = if args.iter().any(|a| a.contains("httpd")) { "host" } else { "none" };
+        // Detached: --init, PID 1 forwards signals as unionctl's init does
+        // (in the foreground catatonit would turn 126/127 into 1).
+        let init = if args.contains(&"-d") { "--init" } else { "--init=false" };
         let extra =
-            ["--pull", "never", "--network", net, "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"];
+            ["--pull", "never", init, "--network", net, "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"];
         for (i, a) in extra.iter().enumerate() {
             v.insert(1 + i, a.to_string());
         }
