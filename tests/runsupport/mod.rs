@@ -52,6 +52,8 @@ pub struct RunEnv {
     pub tool: Tool,
     /// Put in the environment of every command: finds what they left running.
     tag: String,
+    /// Rootless: every command runs as this (uid, gid), HOME in the temp dir.
+    pub user: Option<(u32, u32)>,
 }
 
 pub const TAG_VAR: &str = "UNIONFS_RUNTEST";
@@ -65,7 +67,23 @@ impl RunEnv {
             _ => Tool::Unionctl,
         };
         let tag = t.path().display().to_string();
-        RunEnv { t, tool, tag }
+        RunEnv { t, tool, tag, user: None }
+    }
+
+    /// Every command as the unprivileged user `unionfs-test` (created when
+    /// absent), with HOME, XDG_DATA_HOME, XDG_RUNTIME_DIR and the store in a
+    /// home of its own in the temp dir.
+    pub fn rootless() -> RunEnv {
+        let mut e = RunEnv::new();
+        let (uid, gid) = test_user();
+        for d in ["home", "home/run", "home/store", "home/podman"] {
+            let p = e.path(d);
+            fs::create_dir_all(&p).unwrap();
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+        }
+        fs::set_permissions(e.path("home/run"), fs::Permissions::from_mode(0o700)).unwrap();
+        e.user = Some((uid, gid));
+        e
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -73,19 +91,51 @@ impl RunEnv {
     }
 
     pub fn store(&self) -> PathBuf {
-        self.path("store")
+        if self.user.is_some() {
+            self.path("home/store")
+        } else {
+            self.path("store")
+        }
     }
 
     /// The command for `args` (unionctl's spelling) against this store.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = match self.tool {
-            Tool::Unionctl => {
+        let mut c = match (self.user, self.tool) {
+            (Some(_), _) => {
+                let mut c = self.as_user("setpriv");
+                let home = self.path("home");
+                match self.tool {
+                    Tool::Unionctl => {
+                        c.arg(env!("CARGO_BIN_EXE_unionctl")).arg("--root").arg(self.store());
+                    }
+                    Tool::Podman => {
+                        c.arg("podman")
+                            .arg("--root")
+                            .arg(home.join("podman/root"))
+                            .arg("--runroot")
+                            .arg(home.join("podman/run"));
+                        c.args([
+                            "--storage-driver",
+                            "overlay",
+                            "--cgroup-manager",
+                            "cgroupfs",
+                            "--events-backend",
+                            "none",
+                            "--runtime",
+                            "runc",
+                        ]);
+                    }
+                }
+                c.args(podman_args_if(self.tool, args));
+                c
+            }
+            (None, Tool::Unionctl) => {
                 let mut c = Command::new(env!("CARGO_BIN_EXE_unionctl"));
                 c.arg("--root").arg(self.store());
                 c.args(args);
                 c
             }
-            Tool::Podman => {
+            (None, Tool::Podman) => {
                 let mut c = Command::new("podman");
                 c.arg("--root").arg(self.path("podman/root")).arg("--runroot").arg(self.path("podman/run"));
                 c.args(["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]);
@@ -95,6 +145,21 @@ impl RunEnv {
             }
         };
         c.env(TAG_VAR, &self.tag);
+        c
+    }
+
+    /// `prog` as the rootless user (with its HOME and XDG dirs), or as is.
+    pub fn as_user(&self, prog: &str) -> Command {
+        let Some((uid, gid)) = self.user else { return Command::new(prog) };
+        let mut c = Command::new("setpriv");
+        c.args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into()]);
+        let home = self.path("home");
+        c.env("HOME", &home).env("XDG_DATA_HOME", home.join("share"));
+        c.env("XDG_RUNTIME_DIR", home.join("run")).env("XDG_CONFIG_HOME", home.join("config"));
+        c.env(TAG_VAR, &self.tag);
+        if prog != "setpriv" {
+            c.arg(prog);
+        }
         c
     }
 
@@ -225,12 +290,13 @@ impl RunEnv {
                 self.ok(&["image", "load", "-i", &dir.display().to_string()]);
             }
             Tool::Podman => {
+                let base = if self.user.is_some() { self.path("home/podman") } else { self.path("podman") };
                 let dst = format!(
                     "containers-storage:[overlay@{}+{}]{name}",
-                    self.path("podman/root").display(),
-                    self.path("podman/run").display()
+                    base.join("root").display(),
+                    base.join("run").display()
                 );
-                let mut c = Command::new("skopeo");
+                let mut c = self.as_user("skopeo");
                 c.args(["copy", "-q", &format!("oci:{}:{name}", dir.display()), &dst]);
                 c.stdin(Stdio::null());
                 let o = run_command(c, "skopeo copy", None, Duration::from_secs(120));
@@ -315,7 +381,9 @@ impl RunEnv {
     pub fn assert_clean(&self) {
         let t0 = Instant::now();
         loop {
-            let procs = self.leftovers();
+            let mut procs = self.leftovers();
+            // (rootless podman keeps a pause process for its user namespace.)
+            procs.retain(|p| !(self.tool == Tool::Podman && cmdline(*p) == "catatonit -P"));
             let mut mounts = mounts_under(self.t.path());
             // (podman keeps its storage's own private mount while it lives.)
             mounts.retain(|m| !(self.tool == Tool::Podman && m.ends_with("podman/root/overlay")));
@@ -373,6 +441,13 @@ impl Drop for RunEnv {
                 libc::kill(pid, libc::SIGTERM);
             }
         }
+    }
+}
+
+fn podman_args_if(tool: Tool, args: &[&str]) -> Vec<String> {
+    match tool {
+        Tool::Unionctl => args.iter().map(|s| s.to_string()).collect(),
+        Tool::Podman => podman_args(args),
     }
 }
 
