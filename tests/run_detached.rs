@@ -56,7 +56,7 @@ fn a_service_through_stop_start_and_rm() {
     let err = e.fails(&["rm", "web"], "running", 2);
     assert!(!err.is_empty());
     assert_eq!(e.state("web")["Running"], true);
-    assert_eq!(e.ok(&["rm", "-f", "web"]).trim().len() > 0, true);
+    assert!(!e.ok(&["rm", "-f", "web"]).trim().is_empty());
     assert!(e.ids().is_empty());
     assert!(http_get(port, "/index.html", 1).is_none(), "still served after rm -f");
     e.assert_clean();
