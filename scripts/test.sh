@@ -15,7 +15,7 @@ fi
 # ---- what the tests need
 # fuse3: fusermount3; attr: getfattr/setfattr; acl: setfacl; libcap2-bin:
 # setcap/getcap; skopeo and podman: check that saved images are archives
-# they accept; the registry tests (tests/registry.rs): the registry,
+# they accept (and, with runc, the oracle of UNIONFS_RUN_ORACLE=podman); the registry tests (tests/registry.rs): the registry,
 # htpasswd, openssl, the token server's JWT.
 need() { command -v "$1" >/dev/null || missing="$missing $2"; }
 missing=""
@@ -29,6 +29,12 @@ need docker-registry docker-registry
 need htpasswd apache2-utils
 need openssl openssl
 /usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null || missing="$missing python3-jwt python3-cryptography"
+# processes in containers (tests/run*.rs): a static busybox for the test
+# images, mmdebstrap for the Debian image (scripts/debian-image.sh, cached in
+# /var/cache/unionfs-tests), newuidmap/newgidmap for rootless containers.
+dpkg -s busybox-static >/dev/null 2>&1 || missing="$missing busybox-static"
+need mmdebstrap mmdebstrap
+need newuidmap uidmap
 if [ -n "$missing" ]; then
     echo "== apt-get install$missing"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null || {
