@@ -134,7 +134,9 @@ echo mountinfo:
 cat /proc/self/mountinfo
 "#;
     let out = e.ok(&["run", "--name", "seen", BB, "sh", "-c", script]);
-    let id = e.inspect("seen")["Id"].as_str().unwrap().to_string();
+    let v = e.inspect("seen");
+    let id = v["Id"].as_str().unwrap().to_string();
+    assert_eq!(v["Config"]["Hostname"], id[..12], "inspect .Config.Hostname");
     let get = |k: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_default().to_string();
     // A fresh pid namespace: the shell is PID 1 (or 2 under a small init).
     let pid: u32 = get("pid").parse().unwrap();
@@ -333,6 +335,22 @@ fn image_config_and_the_flags_over_it() {
         "touch /x 2>/dev/null && echo root-written; touch /scratch/a /v/a && echo others-ok",
     ]);
     assert_eq!(out, "others-ok\n");
+    // --mount and -l.
+    e.ok(&[
+        "run",
+        "--name",
+        "lab",
+        "-l",
+        "tier=test",
+        "--mount",
+        "type=tmpfs,target=/mt",
+        BB,
+        "sh",
+        "-c",
+        "touch /mt/f",
+    ]);
+    assert_eq!(e.inspect("lab")["Config"]["Labels"]["tier"], "test");
+    e.ok(&["rm", "lab"]);
     // A named volume keeps what a --rm container wrote; the writable layer does not.
     e.ok(&["run", "--rm", "-v", "keep:/k", BB, "sh", "-c", "echo kept > /k/f; echo gone > /root/f"]);
     assert_eq!(

@@ -42,6 +42,13 @@ fn exec_joins_the_container() {
     let ps = e.ok(&["exec", "x", "ps", "-o", "pid,args"]);
     assert!(ps.lines().count() <= 8, "{ps}");
     assert!(ps.contains("while [ ! -f") || ps.contains("sleep"), "{ps}");
+    // -d: returns at once, the command runs on in the container.
+    e.ok(&["exec", "-d", "x", "sh", "-c", "sleep 0.3; echo detached > /tmp/d"]);
+    let t0 = std::time::Instant::now();
+    while e.run(&["exec", "x", "cat", "/tmp/d"]).stdout != "detached\n" {
+        assert!(t0.elapsed() < Duration::from_secs(10), "exec -d did not run its command");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Exit statuses.
     e.code(&["exec", "x", "true"], 0);
     e.code(&["exec", "x", "false"], 1);
