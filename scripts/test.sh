@@ -87,6 +87,21 @@ if [ -n "$leftover" ]; then
     failures="$failures\n    mounts left behind"
 fi
 
+# Processes the container tests started (their commands carry
+# UNIONFS_RUNTEST in the environment: monitors, unionfs daemons).
+leftproc=$(for e in /proc/[0-9]*/environ; do
+    if tr '\0' '\n' < "$e" 2>/dev/null | grep -q '^UNIONFS_RUNTEST='; then
+        p=${e%/environ}
+        echo "${p#/proc/} $(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)"
+    fi
+done)
+if [ -n "$leftproc" ]; then
+    echo "processes left behind by the tests:"
+    echo "$leftproc"
+    failed=$((failed + 1))
+    failures="$failures\n    processes left behind"
+fi
+
 echo
 if [ "$failed" -gt 0 ]; then
     printf "failed steps:%b\n" "$failures"

@@ -441,6 +441,11 @@ impl Drop for RunEnv {
                 libc::kill(pid, libc::SIGTERM);
             }
         }
+        // Whatever a dying daemon or monitor mounted last.
+        if !mounts_under(self.t.path()).is_empty() {
+            std::thread::sleep(Duration::from_millis(300));
+            detach_all_under(self.t.path());
+        }
     }
 }
 
