@@ -90,9 +90,9 @@ fi
 # Processes the container tests started (their commands carry
 # UNIONFS_RUNTEST in the environment: monitors, unionfs daemons).
 leftproc=$(for e in /proc/[0-9]*/environ; do
-    if tr '\0' '\n' < "$e" 2>/dev/null | grep -q '^UNIONFS_RUNTEST='; then
+    if { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -q '^UNIONFS_RUNTEST='; then
         p=${e%/environ}
-        echo "${p#/proc/} $(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)"
+        echo "${p#/proc/} $({ tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null)"
     fi
 done)
 if [ -n "$leftproc" ]; then
