@@ -299,3 +299,42 @@ fn twenty_containers_at_once() {
     e.ok(&args);
     e.assert_clean();
 }
+
+#[test]
+fn the_init_reaps_orphans_and_forwards_signals() {
+    let e = RunEnv::new();
+    e.busybox();
+    // Orphans (their parent shell gone) are reaped: no zombies pile up.
+    let script = "for i in 1 2 3 4 5; do (sleep 0.2 &); done; echo spawned; exec sleep 100";
+    e.ok(&["run", "-d", "--name", "z", BB, "sh", "-c", script]);
+    let s = e.wait_running("z", 10);
+    e.wait_logs("z", "spawned", 10);
+    let pidns = ns(&s["Pid"].as_i64().unwrap().to_string(), "pid");
+    let t0 = Instant::now();
+    loop {
+        let zombies: Vec<i32> = processes()
+            .into_iter()
+            .filter(|p| p.zombie && ns(&p.pid.to_string(), "pid") == pidns)
+            .map(|p| p.pid)
+            .collect();
+        // (A zombie's ns link may be gone: count by parent too.)
+        let under: Vec<i32> = processes()
+            .into_iter()
+            .filter(|p| p.zombie && serde_json::json!(p.ppid) == s["Pid"])
+            .map(|p| p.pid)
+            .collect();
+        if zombies.is_empty() && under.is_empty() && t0.elapsed() > Duration::from_millis(600) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "zombies in the container: {zombies:?} {under:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A command without a SIGTERM handler still stops on SIGTERM (not
+    // after the timeout with SIGKILL): PID 1 passes the signal on.
+    let t0 = Instant::now();
+    e.ok(&["stop", "-t", "8", "z"]);
+    assert!(t0.elapsed() < Duration::from_secs(4), "stop of sleep took {:?}", t0.elapsed());
+    assert_eq!(e.state("z")["ExitCode"], 143);
+    e.ok(&["rm", "z"]);
+    e.assert_clean();
+}
