@@ -5,6 +5,8 @@
 #                                        vs fuse-overlayfs (scripts/bench-fs.sh --help)
 #   scripts/bench.sh containers [RUNS]   create+mount+ls, disk and RSS per
 #                                        container, 100 mounts; vs podman
+#   scripts/bench.sh run [RUNS]          run --rm IMAGE true and exec, p50/p99;
+#                                        vs podman with runc and crun
 #   scripts/bench.sh registry [RUNS]     unionctl pull vs skopeo+umoci and podman
 #   scripts/bench.sh images              unionctl image load vs umoci unpack
 #   scripts/bench.sh layers [OPTIONS]    the layer-count sweep: N = 1..128 lower
@@ -14,6 +16,7 @@ cd "$(dirname "$0")"
 case "${1:-fs}" in
     fs) [ $# -gt 0 ] && shift; exec ./bench-fs.sh "$@" ;;
     containers) shift; exec ./bench-containers.sh "$@" ;;
+    run) shift; exec ./bench-run.sh "$@" ;;
     registry) shift; exec ./bench-registry.sh "$@" ;;
     images) shift; exec ./bench-images.sh "$@" ;;
     layers)

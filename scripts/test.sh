@@ -15,7 +15,7 @@ fi
 # ---- what the tests need
 # fuse3: fusermount3; attr: getfattr/setfattr; acl: setfacl; libcap2-bin:
 # setcap/getcap; skopeo and podman: check that saved images are archives
-# they accept; the registry tests (tests/registry.rs): the registry,
+# they accept (and, with runc, the oracle of UNIONFS_RUN_ORACLE=podman); the registry tests (tests/registry.rs): the registry,
 # htpasswd, openssl, the token server's JWT.
 need() { command -v "$1" >/dev/null || missing="$missing $2"; }
 missing=""
@@ -29,6 +29,12 @@ need docker-registry docker-registry
 need htpasswd apache2-utils
 need openssl openssl
 /usr/bin/python3 -c 'import jwt, cryptography' 2>/dev/null || missing="$missing python3-jwt python3-cryptography"
+# processes in containers (tests/run*.rs): a static busybox for the test
+# images, mmdebstrap for the Debian image (scripts/debian-image.sh, cached in
+# /var/cache/unionfs-tests), newuidmap/newgidmap for rootless containers.
+dpkg -s busybox-static >/dev/null 2>&1 || missing="$missing busybox-static"
+need mmdebstrap mmdebstrap
+need newuidmap uidmap
 if [ -n "$missing" ]; then
     echo "== apt-get install$missing"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null || {
@@ -80,6 +86,21 @@ if [ -n "$leftover" ]; then
     echo "$leftover"
     failed=$((failed + 1))
     failures="$failures\n    mounts left behind"
+fi
+
+# Processes the container tests started (their commands carry
+# UNIONFS_RUNTEST in the environment: monitors, unionfs daemons).
+leftproc=$(for e in /proc/[0-9]*/environ; do
+    if { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -q '^UNIONFS_RUNTEST='; then
+        p=${e%/environ}
+        echo "${p#/proc/} $({ tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null)"
+    fi
+done)
+if [ -n "$leftproc" ]; then
+    echo "processes left behind by the tests:"
+    echo "$leftproc"
+    failed=$((failed + 1))
+    failures="$failures\n    processes left behind"
 fi
 
 echo
