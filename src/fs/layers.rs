@@ -50,6 +50,8 @@ pub struct Layers {
     /// Follow metacopy files to their data (`metacopy=on`); without it a
     /// metacopy file is refused at lookup, as the kernel refuses it.
     pub metacopy: bool,
+    /// The inode index (`index=on`, see `index.rs`).
+    pub index: Option<crate::fs::index::Index>,
 }
 
 fn open_dir(p: &Path) -> io::Result<OwnedFd> {
@@ -159,7 +161,7 @@ impl Layers {
         let root_user = crate::sys::geteuid() == 0;
         let xattr_prefix = if opts.userxattr || !root_user { "user.overlay." } else { "trusted.overlay." };
         let ino_shift = if devs.len() > 1 { 48 } else { 0 };
-        Ok(Layers {
+        let mut l = Layers {
             layers,
             has_upper,
             work,
@@ -170,7 +172,12 @@ impl Layers {
             workdir_lock,
             follow_redirects: opts.redirect_dir.follows(),
             metacopy: opts.metacopy,
-        })
+            index: None,
+        };
+        if let (true, Some(wfd), Some(w)) = (opts.index, &l.workdir_lock, &opts.workdir) {
+            l.index = Some(crate::fs::index::setup(&l, wfd.as_raw_fd(), w)?);
+        }
+        Ok(l)
     }
 
     pub fn upper(&self) -> Option<&Layer> {
