@@ -72,6 +72,9 @@ fn inside(a: &Path, b: &Path) -> bool {
 impl Layers {
     /// Validate and open every directory named by the options.
     pub fn open(opts: &Options, mountpoint: &Path) -> Result<Layers, String> {
+        if opts.nfs_export {
+            return Err("nfs_export=on is not supported: the mount's file handles cannot be exported".into());
+        }
         let mut layers = Vec::new();
         // The daemon raises its soft limit to the hard one before serving.
         let cache = FdCache::new(FdCache::cap_for_limit(crate::sys::nofile_limit().1));

@@ -63,6 +63,8 @@ pub struct Options {
     pub redirect_dir: RedirectDir,
     pub metacopy: bool,
     pub index: bool,
+    /// Asked for; refused at mount (not supported).
+    pub nfs_export: bool,
     /// Use `user.overlay.*` xattrs for private markers (rootless).
     pub userxattr: bool,
     pub xattrs: bool,
@@ -97,6 +99,7 @@ impl Default for Options {
             redirect_dir: RedirectDir::On,
             metacopy: false,
             index: false,
+            nfs_export: false,
             userxattr: false,
             xattrs: true,
             allow_other: false,
@@ -226,13 +229,7 @@ impl Options {
                 "redirect_dir" => self.redirect_dir = RedirectDir::parse(&v()?)?,
                 "metacopy" => self.metacopy = parse_bool(&key, &v()?)?,
                 "index" => self.index = parse_bool(&key, &v()?)?,
-                "nfs_export" => {
-                    if parse_bool(&key, &val.clone().unwrap_or("on".into()))? {
-                        return Err(
-                            "nfs_export=on is not supported (file handles of the mount cannot be exported)".into()
-                        );
-                    }
-                }
+                "nfs_export" => self.nfs_export = parse_bool(&key, &val.clone().unwrap_or("on".into()))?,
                 "userxattr" => self.userxattr = true,
                 "noxattrs" => self.xattrs = !parse_bool(&key, &val.clone().unwrap_or("1".into()))?,
                 "xattr_permissions" => self.xattr_permissions = Some(parse_u32(&key, &v()?)?.min(2) as u8),
