@@ -121,6 +121,7 @@ mod tests {
             workdir_lock: None,
             follow_redirects: true,
             metacopy: false,
+            index: None,
         }
     }
 
