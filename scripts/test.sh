@@ -76,6 +76,7 @@ step "cargo test (unit + integration)" cargo test --workspace --all-targets
 step "differential scenarios vs kernel overlay" python3 tests/oracle/scenarios.py "$BIN"
 step "differential fuzzing vs kernel overlay" python3 tests/oracle/fuzz.py "$BIN" --seeds 1-150 --ops 500
 step "differential fuzzing, metacopy=on" python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300 --opts ,metacopy=on
+step "differential fuzzing, index=on" python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300 --opts ,index=on
 step "pjdfstest: kernel overlay vs unionfs" scripts/pjdfstest.sh "$BIN"
 
 # FUSE and overlay mounts anywhere in /tmp; anything (tmpfs, binds) the

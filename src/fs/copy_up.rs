@@ -9,6 +9,7 @@
 //! without its data (same size, sparse, marked), the same way; its data comes
 //! up later (`metacopy.rs`).
 
+use crate::fs::index;
 use crate::fs::ino::{self, ORIGIN_XATTR};
 use crate::fs::inode::Inode;
 use crate::fs::layers::{Fd, Layers};
@@ -19,7 +20,7 @@ use crate::fs::whiteout::{self, temp_name};
 use crate::fs::UnionFs;
 use crate::sys::{at, xattr};
 use log::debug;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -70,6 +71,15 @@ fn copy_up_one(fs: &UnionFs, ino: &Arc<Inode>, want: Want) -> io::Result<Real> {
     let data = st.data.clone().unwrap_or(lower);
     let data_fd = data.fd()?;
     let sst = at::fstat(src.as_raw_fd())?;
+    if index::wanted(&fs.layers, &sst) {
+        // A lower hard link with `index=on`: the copy goes to the index,
+        // then this name links to it (`index.rs`).
+        let (_, entry) = index::ensure_entry(fs, ino, &pup)?;
+        if !st.unlinked {
+            index::link_up(fs, &entry, &pup, &st.name)?;
+        }
+        return Ok(entry);
+    }
     let meta_only = fs.opts.metacopy && want == Want::Object && sst.st_mode & libc::S_IFMT == libc::S_IFREG;
     let job = Job {
         src: src.as_raw_fd(),
@@ -80,6 +90,7 @@ fn copy_up_one(fs: &UnionFs, ino: &Arc<Inode>, want: Want) -> io::Result<Real> {
         with_data: want != Want::Empty && !meta_only,
         meta_only,
         nodeid: ino.nodeid,
+        keeps_link: false,
     };
     let up = copy_object(fs, &job).inspect_err(|e| debug!("copy-up of {:?} failed: {e}", st.name))?;
     if ino::breaks_link(&sst) {
@@ -96,21 +107,37 @@ fn copy_up_one(fs: &UnionFs, ino: &Arc<Inode>, want: Want) -> io::Result<Real> {
 }
 
 /// One object to copy up.
-struct Job<'a> {
+pub(crate) struct Job<'a> {
     /// The lower object.
-    src: RawFd,
+    pub src: RawFd,
     /// The lower file holding the data (`src` unless that is a metacopy file).
-    data: RawFd,
+    pub data: RawFd,
     /// The upper parent directory and the name to give the copy.
-    updir: &'a Real,
-    name: &'a OsStr,
+    pub updir: &'a Real,
+    pub name: &'a OsStr,
     /// The name is gone (unlinked but open): the copy stays nameless in the work dir.
-    detached: bool,
-    with_data: bool,
+    pub detached: bool,
+    pub with_data: bool,
     /// Metadata only: a sparse file of the same size, marked metacopy.
-    meta_only: bool,
+    pub meta_only: bool,
     /// The inode's node ID (recorded on a broken hard link's copy).
-    nodeid: u64,
+    pub nodeid: u64,
+    /// The copy keeps the lower hard link (`index=on`): its origin is the
+    /// lower object's, whatever its link count.
+    pub keeps_link: bool,
+}
+
+/// Build the complete copy of `job.src` in the work dir; returns its name
+/// there (nothing is left behind on failure).
+pub(crate) fn stage_in_work(fs: &UnionFs, job: &Job<'_>) -> io::Result<OsString> {
+    let work = fs.layers.work_fd()?;
+    let sst = at::fstat(job.src)?;
+    let tmp = temp_name();
+    if let Err(e) = stage(&fs.layers, job, &sst, work, &tmp, fs.opts.fsync) {
+        remove_staged(work, &tmp, sst.st_mode & libc::S_IFMT);
+        return Err(e);
+    }
+    Ok(tmp)
 }
 
 /// Copy one real object into `updir/name` via the work dir.
@@ -119,12 +146,7 @@ fn copy_object(fs: &UnionFs, job: &Job<'_>) -> io::Result<Real> {
     let work = layers.work_fd()?;
     let sst = at::fstat(job.src)?;
     let kind = sst.st_mode & libc::S_IFMT;
-    let tmp = temp_name();
-    let staged = stage(layers, job, &sst, work, &tmp, fs.opts.fsync);
-    if let Err(e) = staged {
-        remove_staged(work, &tmp, kind);
-        return Err(e);
-    }
+    let tmp = stage_in_work(fs, job)?;
     if job.detached {
         let fd = open_obj(work, &tmp, kind)?;
         remove_staged(work, &tmp, kind);
@@ -170,7 +192,7 @@ fn open_obj(dir: RawFd, name: &OsStr, kind: u32) -> io::Result<Fd> {
     }
 }
 
-fn remove_staged(work: RawFd, tmp: &OsStr, kind: u32) {
+pub(crate) fn remove_staged(work: RawFd, tmp: &OsStr, kind: u32) {
     let flags = if kind == libc::S_IFDIR { libc::AT_REMOVEDIR } else { 0 };
     let _ = at::unlinkat(work, tmp, flags);
 }
@@ -216,7 +238,7 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
     // Best effort (user.* xattrs are not allowed on symlinks): without it
     // st_ino changes after remount, nothing else. A broken hard link records
     // its node ID instead (see `ino.rs`).
-    let origin = ino::origin_value(sst, job.nodeid);
+    let origin = ino::origin_value(sst, job.nodeid, job.keeps_link);
     if let Err(e) = xattr::set(dt, &layers.xattr_name(ORIGIN_XATTR), origin.as_bytes(), 0) {
         debug!("cannot record origin: {e}");
     }

@@ -5,6 +5,7 @@
 //! the upper never shows a half-made state.
 
 use crate::fs::copy_up::copy_up;
+use crate::fs::index;
 use crate::fs::ino;
 use crate::fs::inode::ROOT_ID;
 use crate::fs::inode::{Inode, InodeState};
@@ -128,7 +129,7 @@ pub fn create(
     let f = match probe(&fs.layers, &pup, name)? {
         Probe::Entry(real, st) => {
             let opaque = is_dir(&st) && whiteout::dir_marks(&fs.layers, real.fd()?.as_raw_fd()).opaque;
-            Found { upper: Some(real), lowers: Vec::new(), opaque, redirect: None, data: None, st }
+            Found { upper: Some(real), lowers: Vec::new(), opaque, redirect: None, data: None, index: None, st }
         }
         _ => return Err(err(libc::EIO)),
     };
@@ -224,12 +225,13 @@ fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<
             parent: Some(parent.clone()),
             name: name.to_os_string(),
             links: Vec::new(),
-            upper: f.upper.clone(),
+            upper: f.index.as_ref().map(|h| h.entry.clone()).or_else(|| f.upper.clone()),
             lowers: f.lowers.clone(),
             opaque: f.opaque,
             redirect: f.redirect.clone(),
             unlinked: false,
             data: f.data.clone(),
+            index: f.index.as_ref().map(|h| h.name.clone()),
         },
     ))
 }
@@ -246,7 +248,7 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
     check_name(name)?;
     fs.check_writable()?;
     let pstate = parent.snapshot();
-    let f = find(&fs.layers, &pstate, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    let mut f = find(&fs.layers, &pstate, name)?.ok_or_else(|| err(libc::ENOENT))?;
     let f_is_dir = is_dir(&f.st);
     if dir && !f_is_dir {
         return Err(err(libc::ENOTDIR));
@@ -261,6 +263,10 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
     let pupfd = pup.fd()?;
     let pfd = pupfd.as_raw_fd();
     let need_wh = lower_visible(&fs.layers, &pstate, name)?;
+    if fs.layers.index.is_some() && !f_is_dir {
+        // A name of an indexed file goes as a link in the upper layer.
+        index::prepare_name(fs, &inode_for(fs, parent, name, &f), &pup, name, &mut f)?;
+    }
     match (&f.upper, need_wh) {
         (Some(_), false) if !f_is_dir => at::unlinkat(pfd, name, 0)?,
         (Some(u), false) => {
@@ -281,6 +287,9 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
         }
     }
     mark_unlinked(fs, parent, name, &f);
+    if let Some(h) = &f.index {
+        index::name_removed(fs, h);
+    }
     Ok(())
 }
 
@@ -358,8 +367,8 @@ pub fn rename(
     let exchange = flags & at::RENAME_EXCHANGE != 0;
     let ps = parent.snapshot();
     let nps = newparent.snapshot();
-    let src = find(&fs.layers, &ps, name)?.ok_or_else(|| err(libc::ENOENT))?;
-    let dst = find(&fs.layers, &nps, newname)?;
+    let mut src = find(&fs.layers, &ps, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    let mut dst = find(&fs.layers, &nps, newname)?;
     let src_dir = is_dir(&src.st);
     match &dst {
         None if exchange => return Err(err(libc::ENOENT)),
@@ -401,6 +410,13 @@ pub fn rename(
     let (pupfd, npupfd) = (pup.fd()?, npup.fd()?);
     let (pfd, npfd) = (pupfd.as_raw_fd(), npupfd.as_raw_fd());
     let src_ino = inode_for(fs, parent, name, &src);
+    if fs.layers.index.is_some() {
+        // Names of indexed files move as links in the upper layer.
+        index::prepare_name(fs, &src_ino, &pup, name, &mut src)?;
+        if let Some(d) = &mut dst {
+            index::prepare_name(fs, &inode_for(fs, newparent, newname, d), &npup, newname, d)?;
+        }
+    }
     let src_up = copy_up(fs, &src_ino)?;
     // A metacopy file moves like a directory with lower parts: its record
     // says where its data is.
@@ -426,8 +442,13 @@ pub fn rename(
         if let Some(r) = dst_rec {
             d.state.write().redirect = Some(r);
         }
-        src_up.relocate(&npup, newname);
-        dst_up.relocate(&pup, name);
+        // An indexed file's upper object is its index entry: it stays.
+        if src_ino.state.read().index.is_none() {
+            src_up.relocate(&npup, newname);
+        }
+        if d.state.read().index.is_none() {
+            dst_up.relocate(&pup, name);
+        }
         set_name(&src_ino, parent, name, newparent, newname);
         set_name(d, newparent, newname, parent, name);
         return Ok(());
@@ -464,12 +485,17 @@ pub fn rename(
     } else {
         at::renameat2(pfd, name, npfd, newname, 0)?;
     }
-    src_up.relocate(&npup, newname);
+    if src_ino.state.read().index.is_none() {
+        src_up.relocate(&npup, newname);
+    }
     if let Some(r) = src_rec {
         src_ino.state.write().redirect = Some(r);
     }
     if let Some(d) = &dst {
         mark_unlinked(fs, newparent, newname, d);
+        if let Some(h) = &d.index {
+            index::name_removed(fs, h);
+        }
     }
     set_name(&src_ino, parent, name, newparent, newname);
     Ok(())

@@ -22,6 +22,7 @@
 //! - `d_ino` in a listing is the `st_ino` that `stat` gives: upper entries are
 //!   translated through their origin record.
 
+use crate::fs::index;
 use crate::fs::inode::Inode;
 use crate::fs::layers::Layers;
 use crate::fs::lookup::Found;
@@ -48,8 +49,8 @@ pub fn breaks_link(lower: &at::Stat) -> bool {
 /// `DEV:INO` of the lower object, or `n:NODEID` for a broken hard link (its
 /// `st_ino` is its own; every name of the copy must keep that node ID, or two
 /// kernel inodes would cache one object's attributes apart).
-pub fn origin_value(lower: &at::Stat, nodeid: u64) -> String {
-    if breaks_link(lower) {
+pub fn origin_value(lower: &at::Stat, nodeid: u64, keeps_link: bool) -> String {
+    if breaks_link(lower) && !keeps_link {
         format!("n:{nodeid}")
     } else {
         format!("{}:{}", lower.st_dev, lower.st_ino)
@@ -99,6 +100,11 @@ pub fn alt_nodeid(parent: u64, name: &OsStr) -> u64 {
 pub fn numbers(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> (u64, u64) {
     let real = fs.layers.ino_for(f.st.st_dev, f.st.st_ino);
     let kind = f.st.st_mode & libc::S_IFMT;
+    if fs.layers.index.is_some() && kind != libc::S_IFDIR {
+        if let Some(n) = indexed_number(fs, f) {
+            return (n, n);
+        }
+    }
     if f.upper.is_none() {
         if kind != libc::S_IFDIR && f.st.st_nlink > 1 {
             return (alt_nodeid(parent.nodeid, name), real);
@@ -110,6 +116,23 @@ pub fn numbers(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> (u64, u
         Some(Origin::Node(n)) => (n, real),
         None => (real, real),
     }
+}
+
+/// With `index=on` every name of a lower hard link is one inode (see
+/// `index.rs`): the origin's number, also for the names copied up (recorded
+/// by us, or by the kernel as a file handle).
+fn indexed_number(fs: &UnionFs, f: &Found) -> Option<u64> {
+    if f.upper.is_none() {
+        let (dev, ino) = f.lowers.first()?.real.id();
+        return Some(fs.layers.ino_for(dev, ino));
+    }
+    f.index.as_ref()?;
+    if let Some(Origin::Number(n)) = origin_of(fs, f) {
+        return Some(n);
+    }
+    let fd = f.upper.as_ref()?.fd().ok()?;
+    let v = xattr::get(xattr::Target::Path(fd.as_raw_fd()), &fs.layers.xattr_name("origin")).ok()??;
+    index::origin_number(&fs.layers, &v)
 }
 
 /// The node ID of the object found at `parent/name`.
@@ -135,6 +158,13 @@ pub fn d_ino(layers: &Layers, layer: usize, dirfd: RawFd, name: &OsStr, real_ino
         if let Ok(Some(v)) = xattr::get_at(dirfd, name, &layers.xattr_name(ORIGIN_XATTR)) {
             if let Some(n) = from_origin(layers, &v) {
                 return n;
+            }
+        } else if layers.index.is_some() {
+            // A copy the kernel indexed records only its lower's handle.
+            if let Ok(Some(v)) = xattr::get_at(dirfd, name, &layers.xattr_name("origin")) {
+                if let Some(n) = index::origin_number(layers, &v) {
+                    return n;
+                }
             }
         }
     }

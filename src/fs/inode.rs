@@ -51,6 +51,8 @@ pub struct InodeState {
     /// The top object is a metacopy file (`metacopy.rs`): its data is this
     /// lower file's.
     pub data: Option<Real>,
+    /// The index entry of an indexed copy (`index.rs`): `upper` is that entry.
+    pub index: Option<OsString>,
 }
 
 impl InodeState {

@@ -52,6 +52,8 @@ pub struct Layers {
     pub metacopy: bool,
     /// Lower directories' names, read once (see `names.rs`).
     pub names: crate::fs::names::NameIndex,
+    /// The inode index (`index=on`, see `index.rs`).
+    pub index: Option<crate::fs::index::Index>,
 }
 
 fn open_dir(p: &Path) -> io::Result<OwnedFd> {
@@ -72,6 +74,9 @@ fn inside(a: &Path, b: &Path) -> bool {
 impl Layers {
     /// Validate and open every directory named by the options.
     pub fn open(opts: &Options, mountpoint: &Path) -> Result<Layers, String> {
+        if opts.nfs_export {
+            return Err("nfs_export=on is not supported: the mount's file handles cannot be exported".into());
+        }
         let mut layers = Vec::new();
         // The daemon raises its soft limit to the hard one before serving.
         let cache = FdCache::new(FdCache::cap_for_limit(crate::sys::nofile_limit().1));
@@ -161,7 +166,7 @@ impl Layers {
         let root_user = crate::sys::geteuid() == 0;
         let xattr_prefix = if opts.userxattr || !root_user { "user.overlay." } else { "trusted.overlay." };
         let ino_shift = if devs.len() > 1 { 48 } else { 0 };
-        Ok(Layers {
+        let mut l = Layers {
             layers,
             has_upper,
             work,
@@ -173,7 +178,12 @@ impl Layers {
             follow_redirects: opts.redirect_dir.follows(),
             metacopy: opts.metacopy,
             names: crate::fs::names::NameIndex::new(opts.lowerdirs.len() >= 2),
-        })
+            index: None,
+        };
+        if let (true, Some(wfd), Some(w)) = (opts.index, &l.workdir_lock, &opts.workdir) {
+            l.index = Some(crate::fs::index::setup(&l, wfd.as_raw_fd(), w)?);
+        }
+        Ok(l)
     }
 
     pub fn upper(&self) -> Option<&Layer> {

@@ -4,6 +4,7 @@
 //! whiteout (any form) ends the walk; a non-directory hides everything below
 //! it; directories merge until one is opaque or a non-directory interrupts.
 
+use crate::fs::index;
 use crate::fs::ino;
 use crate::fs::inode::{Inode, InodeState, RealObj};
 use crate::fs::layers::{Fd, Layers};
@@ -34,6 +35,8 @@ pub struct Found {
     pub redirect: Option<OsString>,
     /// A metacopy file's data (see `metacopy.rs`).
     pub data: Option<Real>,
+    /// An indexed file's entry (`index.rs`).
+    pub index: Option<index::Hit>,
     /// Attributes of the top object.
     pub st: at::Stat,
 }
@@ -150,7 +153,17 @@ fn target_dir(
 /// interrupts. A directory's redirect record (upper or lower) changes where
 /// the layers below it are searched, as in the kernel: a name in the same
 /// parent, or a path from the layers' roots.
+/// With `index=on`, a lower hard link (or a name linked to an index entry)
+/// carries its entry (`index.rs`).
 pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
+    let mut found = find_in_layers(layers, parent, name)?;
+    if let Some(f) = &mut found {
+        index::attach(layers, f)?;
+    }
+    Ok(found)
+}
+
+fn find_in_layers(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Option<Found>> {
     check_name(name)?;
     if is_marker_name(name) {
         return Ok(None);
@@ -168,6 +181,7 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
                         opaque: false,
                         redirect: None,
                         data: None,
+                        index: None,
                         st,
                     };
                     if is_reg(&st) {
@@ -188,6 +202,7 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
                     opaque: m.opaque,
                     redirect: m.redirect,
                     data: None,
+                    index: None,
                     st,
                 };
                 if m.opaque {
@@ -218,8 +233,15 @@ pub fn find(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Result<Op
                 let obj = RealObj { layer, real: real.clone(), xwh: m.xwhiteouts };
                 match &mut found {
                     None => {
-                        let mut f =
-                            Found { upper: None, lowers: vec![obj], opaque: false, redirect: None, data: None, st };
+                        let mut f = Found {
+                            upper: None,
+                            lowers: vec![obj],
+                            opaque: false,
+                            redirect: None,
+                            data: None,
+                            index: None,
+                            st,
+                        };
                         if is_reg(&st) {
                             resolve_metacopy(layers, parent, &mut f, &real, target.clone(), layer + 1)?;
                         }
@@ -321,17 +343,20 @@ pub fn reference_found(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: Found
     let (mut nodeid, st_ino) = ino::numbers(fs, parent, name, &f);
     let kind = f.st.st_mode & libc::S_IFMT;
     let mut st = f.st;
-    let lowers = if kind == libc::S_IFDIR || f.upper.is_none() { f.lowers } else { Vec::new() };
+    // An indexed file's upper object is its index entry, whichever names link to it.
+    let upper = f.index.as_ref().map(|h| h.entry.clone()).or(f.upper);
+    let lowers = if kind == libc::S_IFDIR || upper.is_none() { f.lowers } else { Vec::new() };
     let state = InodeState {
         parent: Some(parent.clone()),
         name: name.to_os_string(),
         links: Vec::new(),
-        upper: f.upper,
+        upper,
         lowers,
         opaque: f.opaque,
         redirect: f.redirect,
         unlinked: false,
         data: f.data,
+        index: f.index.map(|h| h.name),
     };
     let ino = loop {
         let mut fresh = Some(state.clone());

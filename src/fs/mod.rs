@@ -7,6 +7,7 @@
 //! - [`inode`]: the sharded inode table and per-inode state
 //! - [`whiteout`]: every whiteout/opaque form read, the kernel form written
 //! - [`lookup`]: resolve one name through the layers
+//! - [`index`]: `index=on`: lower hard links stay linked across copy-up
 //! - [`copy_up`]: bring a lower object (and its parents) into the upper
 //! - [`metacopy`]: metadata-only copy-up, data found below, copied on write
 //! - [`dir`]: create, link, unlink, rmdir, rename
@@ -24,6 +25,7 @@ pub mod dir;
 pub mod file;
 pub mod fuse;
 pub mod idmap;
+pub mod index;
 pub mod ino;
 pub mod inode;
 pub mod layers;
@@ -125,6 +127,11 @@ impl UnionFs {
         };
         if !self.ids.is_identity() {
             (a.uid, a.gid) = self.ids.shown(a.uid, a.gid);
+        }
+        if ino.state.read().index.is_some() {
+            let mut st = *st;
+            index::fix_nlink(&self.layers, ino, &mut st);
+            a.nlink = st.st_nlink as u32;
         }
         if self.opts.static_nlink && a.kind == fuser::FileType::Directory {
             a.nlink = 1;

@@ -63,6 +63,8 @@ pub struct Options {
     pub redirect_dir: RedirectDir,
     pub metacopy: bool,
     pub index: bool,
+    /// Asked for; refused at mount (not supported).
+    pub nfs_export: bool,
     /// Use `user.overlay.*` xattrs for private markers (rootless).
     pub userxattr: bool,
     pub xattrs: bool,
@@ -97,6 +99,7 @@ impl Default for Options {
             redirect_dir: RedirectDir::On,
             metacopy: false,
             index: false,
+            nfs_export: false,
             userxattr: false,
             xattrs: true,
             allow_other: false,
@@ -226,6 +229,7 @@ impl Options {
                 "redirect_dir" => self.redirect_dir = RedirectDir::parse(&v()?)?,
                 "metacopy" => self.metacopy = parse_bool(&key, &v()?)?,
                 "index" => self.index = parse_bool(&key, &v()?)?,
+                "nfs_export" => self.nfs_export = parse_bool(&key, &val.clone().unwrap_or("on".into()))?,
                 "userxattr" => self.userxattr = true,
                 "noxattrs" => self.xattrs = !parse_bool(&key, &val.clone().unwrap_or("1".into()))?,
                 "xattr_permissions" => self.xattr_permissions = Some(parse_u32(&key, &v()?)?.min(2) as u8),
@@ -262,7 +266,6 @@ impl Options {
                 | "auto_unmount"
                 | "plugins"
                 | "fast_ino"
-                | "nfs_export"
                 | "defaults"
                 | "auto"
                 | "noauto"
@@ -297,7 +300,7 @@ Without upperdir the mount is read-only.
   -f            stay in the foreground
   -d            debug log (implies -f)
   -o OPTIONS    lowerdir=, upperdir=, workdir=, timeout=SECS, threads=N,
-                fsync=0|1, volatile, redirect_dir=, metacopy=, userxattr,
+                fsync=0|1, volatile, redirect_dir=, metacopy=, index=, userxattr,
                 allow_other, allow_root, ro, nosuid, nodev, noexec, noatime,
                 fsname=, subtype=, uidmapping=, gidmapping=, squash_to_root,
                 squash_to_uid=, squash_to_gid=, static_nlink, xattr_permissions=
@@ -366,6 +369,11 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         if let Some(v) = conflict {
             return Err(format!("conflicting options: metacopy=on,redirect_dir={v}"));
         }
+    }
+    // The kernel's rule: the inode index lives in the work dir; without an
+    // upper layer `index=on` is useless and ignored.
+    if opts.upperdir.is_none() {
+        opts.index = false;
     }
     Ok(Command::Mount { opts: Box::new(opts), mountpoint: PathBuf::from(mountpoint), foreground, debug })
 }

@@ -122,6 +122,7 @@ mod tests {
             follow_redirects: true,
             metacopy: false,
             names: Default::default(),
+            index: None,
         }
     }
 

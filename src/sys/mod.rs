@@ -5,6 +5,7 @@
 
 pub mod at;
 pub mod fusemount;
+pub mod handle;
 pub mod mount;
 pub mod process;
 pub mod resolve;

@@ -197,11 +197,13 @@ def differential(binary, nlayers, setup, tmp_parent=None, opts=""):
         mounts.unionfs(binary, ul.lowerdir, f"{ub}/upper", f"{ub}/work", f"{ub}/mnt", opts)
         views.append(("tree after unionfs remount", snapshot(f"{ub}/mnt")))
         mounts.umount(f"{ub}/mnt")
-        mounts.kernel(ul.lowerdir, f"{ub}/upper", f"{ub}/work2", f"{ub}/mnt", opts)
+        # With index=on the work dir holds the index: part of what was written.
+        work2 = "work" if "index=on" in opts else "work2"
+        mounts.kernel(ul.lowerdir, f"{ub}/upper", f"{ub}/{work2}", f"{ub}/mnt", opts)
         views.append(("kernel overlay over unionfs's upper", snapshot(f"{ub}/mnt")))
         mounts.umount(f"{ub}/mnt")
         # And the other way round: unionfs over the upper the kernel wrote.
-        mounts.unionfs(binary, kl.lowerdir, f"{kb}/upper", f"{kb}/work2", f"{kb}/mnt", opts)
+        mounts.unionfs(binary, kl.lowerdir, f"{kb}/upper", f"{kb}/{work2}", f"{kb}/mnt", opts)
         views.append(("unionfs over the kernel's upper", snapshot(f"{kb}/mnt")))
         mounts.umount(f"{kb}/mnt")
         for what, got in views:

@@ -665,6 +665,7 @@ def file_data_calls(L):
 # Scenarios of optional features live in their own files and register here.
 sys.modules.setdefault("scenarios", sys.modules[__name__])
 import scenarios_metacopy  # noqa: E402,F401
+import scenarios_index  # noqa: E402,F401
 
 
 def main():
