@@ -77,6 +77,7 @@ pub fn open(fs: &UnionFs, ino: &Arc<Inode>, flags: i32, register: Register) -> i
     let flags = flags & !STRIP;
     let (real, on_lower) = if wants_write(flags) {
         fs.check_writable()?;
+        fs.passthrough.check_write(ino.nodeid)?;
         // A truncating open needs no data copied.
         (copy_up_data(fs, ino, flags & libc::O_TRUNC == 0)?, false)
     } else {
@@ -87,7 +88,7 @@ pub fn open(fs: &UnionFs, ino: &Arc<Inode>, flags: i32, register: Register) -> i
     };
     let pin = real.pin()?;
     let fd = at::reopen(real.fd()?.as_raw_fd(), flags)?;
-    let io = io_mode(fs, ino, &real, &fd, on_lower, append, register);
+    let io = io_mode(fs, ino, &real, &fd, (on_lower, append, wants_write(flags)), register)?;
     Ok((insert(fs, ino, fd, flags & !libc::O_TRUNC, on_lower, pin, io.held()), io))
 }
 
@@ -97,7 +98,7 @@ pub fn register(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32, registe
     let pin = up.pin()?;
     let append = flags & libc::O_APPEND != 0;
     let flags = flags & !(STRIP | libc::O_TRUNC);
-    let io = io_mode(fs, ino, &up, &fd, false, append, register);
+    let io = io_mode(fs, ino, &up, &fd, (false, append, true), register)?;
     Ok((insert(fs, ino, fd, flags, false, pin, io.held()), io))
 }
 
@@ -107,11 +108,10 @@ fn io_mode(
     ino: &Inode,
     real: &Real,
     fd: &OwnedFd,
-    on_lower: bool,
-    append: bool,
+    (on_lower, append, write): (bool, bool, bool),
     register: Register,
-) -> Io {
-    let want = Want { fd, id: real.id(), on_lower, append, writable: fs.check_writable().is_ok() };
+) -> io::Result<Io> {
+    let want = Want { fd, id: real.id(), on_lower, append, write, writable: fs.check_writable().is_ok() };
     fs.passthrough.attach(ino.nodeid, &want, register)
 }
 

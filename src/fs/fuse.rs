@@ -115,7 +115,6 @@ fn open_flags(io: &Io) -> FopenFlags {
     match io {
         Io::Cached { keep_cache: true } => FopenFlags::FOPEN_KEEP_CACHE,
         Io::Cached { keep_cache: false } | Io::Passthrough(_) => FopenFlags::empty(),
-        Io::Direct => FopenFlags::FOPEN_DIRECT_IO,
     }
 }
 

@@ -6,15 +6,16 @@
 //!   namespace: a rootless daemon gets EPERM and every open takes the normal
 //!   path (the first EPERM turns passthrough off for the session);
 //! - a kernel inode is either in cached mode (opens with the page cache) or
-//!   in passthrough mode (opens on one backing file); an open that does not
-//!   fit the inode's current mode fails with EIO, except a direct-I/O open,
-//!   which fits both. So each inode has a [`Slot`]: its backing file (one
-//!   `BackingId` shared by all its passthrough opens, dropped with the last
-//!   one) and its count of cached opens; an open joins the mode the inode is
-//!   in, and only an inode without opens changes mode;
+//!   in passthrough mode (every open on its one backing file, even direct-I/O
+//!   ones); an open that does not fit the inode's current mode fails with
+//!   EIO. So each inode has a [`Slot`]: its backing file (one `BackingId`
+//!   shared by all its passthrough opens, dropped with the last one) and its
+//!   count of cached opens; an open joins the mode the inode is in, and only
+//!   an inode without opens changes mode;
 //! - the kernel opens its own backing file per open with that open's flags,
-//!   and never updates them: a later `fcntl(F_SETFL)` clearing O_APPEND
-//!   would not reach the backing file, so O_APPEND opens take the normal path;
+//!   and never updates them: a later `fcntl(F_SETFL)` clearing O_APPEND does
+//!   not reach the backing file (writes keep appending), so an O_APPEND open
+//!   takes the normal path unless the inode is already in passthrough mode;
 //! - passthrough I/O bypasses the inode's page cache: the first cached open
 //!   after passthrough I/O drops the pages (no FOPEN_KEEP_CACHE).
 //!
@@ -24,7 +25,8 @@
 //! copy-up made through another one (the kernel overlay's behaviour), and a
 //! backing file cannot be switched under an open file. `passthrough=all` also
 //! serves those from their lower file; an open that needs the upper copy
-//! while lower-backed opens are still there is then served with direct I/O.
+//! while lower-backed opens are still there then fails with ETXTBSY (as a
+//! write open of a running program does): the kernel has no mode for it.
 
 use crate::fs::options::PassthroughMode;
 use dashmap::DashMap;
@@ -43,8 +45,6 @@ pub enum Io {
     Cached { keep_cache: bool },
     /// Straight from the backing file.
     Passthrough(Arc<BackingId>),
-    /// Through the daemon without page cache (an open that fits neither mode).
-    Direct,
 }
 
 /// What a handle holds for its release.
@@ -52,7 +52,6 @@ pub enum Io {
 pub enum Held {
     Cached,
     Passthrough,
-    Direct,
 }
 
 impl Io {
@@ -60,7 +59,6 @@ impl Io {
         match self {
             Io::Cached { .. } => Held::Cached,
             Io::Passthrough(_) => Held::Passthrough,
-            Io::Direct => Held::Direct,
         }
     }
 }
@@ -71,8 +69,9 @@ pub type FileId = (u64, u64);
 /// The kernel I/O mode state of one inode.
 #[derive(Debug, Default)]
 struct Slot {
-    /// The backing file of the passthrough opens, and its identity.
-    backing: Option<(Arc<BackingId>, FileId)>,
+    /// The backing file of the passthrough opens, its identity, and whether
+    /// it is in a lower layer.
+    backing: Option<(Arc<BackingId>, FileId, bool)>,
     passthrough: u32,
     cached: u32,
     /// Passthrough I/O since the last cached open without keep-cache.
@@ -104,6 +103,8 @@ pub struct Want<'a> {
     pub on_lower: bool,
     /// The open asked for O_APPEND.
     pub append: bool,
+    /// The open is for writing.
+    pub write: bool,
     /// The mount can copy up (has a writable upper layer).
     pub writable: bool,
 }
@@ -129,7 +130,6 @@ impl Passthrough {
 
     fn eligible(&self, w: &Want) -> bool {
         self.enabled()
-            && !w.append
             && match self.mode {
                 PassthroughMode::Off => false,
                 PassthroughMode::On => !w.on_lower || !w.writable,
@@ -139,12 +139,17 @@ impl Passthrough {
 
     /// Decide how the kernel serves a new open of inode `nodeid` and count
     /// it. `register` makes a backing id of a descriptor (through the reply).
-    pub fn attach(&self, nodeid: u64, w: &Want, register: &dyn Fn(&OwnedFd) -> io::Result<BackingId>) -> Io {
+    pub fn attach(
+        &self,
+        nodeid: u64,
+        w: &Want,
+        register: &dyn Fn(&OwnedFd) -> io::Result<BackingId>,
+    ) -> io::Result<Io> {
         let eligible = self.eligible(w);
         {
             let mut s = self.slots.entry(nodeid).or_default();
-            if let Some(io) = Self::join(&mut s, eligible, w.id) {
-                return io;
+            if let Some(io) = Self::join(&mut s, eligible, w.append, w)? {
+                return Ok(io);
             }
         }
         // No open on the inode: register outside the shard lock.
@@ -161,45 +166,58 @@ impl Passthrough {
         let mut s = self.slots.entry(nodeid).or_default();
         match new {
             Some(b) => {
-                if let Some(io) = Self::join(&mut s, true, w.id) {
+                if let Some(io) = Self::join(&mut s, true, false, w)? {
                     // Another open settled the mode meanwhile (ours is dropped).
-                    return io;
+                    return Ok(io);
                 }
-                s.backing = Some((b.clone(), w.id));
+                s.backing = Some((b.clone(), w.id, w.on_lower));
                 s.passthrough = 1;
                 s.stale_pages = true;
-                Io::Passthrough(b)
+                Ok(Io::Passthrough(b))
             }
-            None => Self::join(&mut s, false, w.id).unwrap_or(Io::Direct),
+            // Cached, or passthrough on the backing file another open made
+            // meanwhile.
+            None => Ok(Self::join(&mut s, eligible, true, w)?.unwrap_or(Io::Cached { keep_cache: false })),
         }
     }
 
     /// Join the inode's current mode; `None` when the open is eligible for
     /// passthrough and the inode has no open yet (a backing file is needed).
-    fn join(s: &mut Slot, eligible: bool, id: FileId) -> Option<Io> {
-        match &s.backing {
-            Some((b, bid)) if eligible && *bid == id => {
+    /// `cached`: the open prefers the cached mode when the inode has no mode.
+    fn join(s: &mut Slot, eligible: bool, cached: bool, w: &Want) -> io::Result<Option<Io>> {
+        Ok(match &s.backing {
+            // A read-only open of a file copied up (metadata only: no open
+            // for write while the lower file is open) reads the same data.
+            Some((b, bid, _)) if eligible && (*bid == w.id || !w.write) => {
                 s.passthrough += 1;
                 Some(Io::Passthrough(b.clone()))
             }
-            // Passthrough mode on another file, or an open that must not
-            // pass through: fits only as direct I/O.
-            Some(_) => Some(Io::Direct),
-            None if eligible && s.cached == 0 => None,
+            // Passthrough mode on another file (`passthrough=all`: a lower
+            // file open while this open needs its upper copy): no kernel mode
+            // fits this open.
+            Some(_) => return Err(io::Error::from_raw_os_error(libc::ETXTBSY)),
+            None if eligible && !cached && s.cached == 0 => None,
             None => {
                 s.cached += 1;
                 let keep_cache = !s.stale_pages;
                 s.stale_pages = false;
                 Some(Io::Cached { keep_cache })
             }
+        })
+    }
+
+    /// Before an open for write copies `nodeid` up: refused while its lower
+    /// file is open in passthrough (`passthrough=all`), as the copy could
+    /// never be shown to those opens.
+    pub fn check_write(&self, nodeid: u64) -> io::Result<()> {
+        match self.slots.get(&nodeid) {
+            Some(s) if matches!(s.backing, Some((_, _, true))) => Err(io::Error::from_raw_os_error(libc::ETXTBSY)),
+            _ => Ok(()),
         }
     }
 
     /// A handle of `nodeid` that held `held` was released.
     pub fn detach(&self, nodeid: u64, held: Held) {
-        if held == Held::Direct {
-            return;
-        }
         let dropped = {
             let Some(mut s) = self.slots.get_mut(&nodeid) else { return };
             let mut dropped = None;
@@ -211,7 +229,6 @@ impl Passthrough {
                         dropped = s.backing.take();
                     }
                 }
-                Held::Direct => {}
             }
             dropped
         };
