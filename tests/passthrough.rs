@@ -403,3 +403,17 @@ fn rootless_daemon_falls_back_to_normal_io() {
     drop(d);
     assert!(!is_mounted(&l.mnt));
 }
+
+/// A mount without writable upper: nothing can be copied up under a reader,
+/// so lower files pass through too.
+#[test]
+fn read_only_mount_passes_lower_files_through() {
+    let l = Layout::new(2);
+    fs::write(l.lower(1, "big"), pattern(1 << 20, 4)).expect("lower big");
+    l.lower_file(0, "small", "top");
+    let d = Daemon::start(&[], &format!("lowerdir={}", l.lowerdir()), &l.mnt, &l.dir.path().join("ro.log"));
+    assert_eq!(fs::read(l.m("big")).expect("read big"), pattern(1 << 20, 4));
+    assert_eq!(fs::read_to_string(l.m("small")).expect("read small"), "top");
+    assert_eq!(errno(fs::OpenOptions::new().write(true).open(l.m("small"))), libc::EROFS);
+    assert_eq!(d.data_requests(), (0, 0), "(READ, WRITE) requests reached the daemon: no passthrough");
+}
