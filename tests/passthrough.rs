@@ -233,6 +233,15 @@ fn passthrough_all_serves_lower_files_and_refuses_a_copy_up_under_them() {
     drop(w);
     assert_eq!(r, "NEW lower data");
     assert_eq!(fs::read_to_string(l.upper.join("f")).expect("upper"), "NEW lower data");
+    // Closed readers do not refuse a writer (their RELEASE comes after close
+    // returned).
+    for i in 0..20 {
+        let name = format!("r{i}");
+        l.lower_file(0, &name, "lower");
+        assert_eq!(fs::read_to_string(l.m(&name)).expect("read"), "lower");
+        let w = fs::OpenOptions::new().append(true).open(l.m(&name)).expect("open for write right after a read");
+        (&w).write_all(b"+").expect("append");
+    }
 }
 
 /// mmap: read-only of a lower file, shared read-write of an upper file, and

@@ -463,6 +463,17 @@ mod tests {
     }
 
     #[test]
+    fn passthrough_modes() {
+        let mut o = Options::default();
+        assert_eq!(o.passthrough, PassthroughMode::On);
+        for (v, m) in [("off", PassthroughMode::Off), ("all", PassthroughMode::All), ("on", PassthroughMode::On)] {
+            o.apply(&format!("passthrough={v}")).unwrap();
+            assert_eq!(o.passthrough, m);
+        }
+        assert!(o.apply("passthrough=maybe").is_err());
+    }
+
+    #[test]
     fn escaped_commas_in_paths() {
         let mut o = Options::default();
         o.apply("lowerdir=/a\\,b,upperdir=/u\\,1").unwrap();

@@ -37,6 +37,11 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// How long an open for write waits for the releases of lower passthrough
+/// opens already closed (`check_write`): 20 x 5 ms.
+const RELEASE_WAIT_STEPS: u32 = 20;
+const RELEASE_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// How the kernel serves one open handle.
 #[derive(Clone, Debug)]
 pub enum Io {
@@ -209,11 +214,20 @@ impl Passthrough {
     /// Before an open for write copies `nodeid` up: refused while its lower
     /// file is open in passthrough (`passthrough=all`), as the copy could
     /// never be shown to those opens.
+    /// The kernel sends RELEASE in the background after `close` returned:
+    /// releases in flight get a moment (only with `passthrough=all`, only
+    /// while a lower file of the inode is open in passthrough).
     pub fn check_write(&self, nodeid: u64) -> io::Result<()> {
-        match self.slots.get(&nodeid) {
-            Some(s) if matches!(s.backing, Some((_, _, true))) => Err(io::Error::from_raw_os_error(libc::ETXTBSY)),
-            _ => Ok(()),
+        for step in 0..=RELEASE_WAIT_STEPS {
+            let busy = self.slots.get(&nodeid).is_some_and(|s| matches!(s.backing, Some((_, _, true))));
+            if !busy {
+                return Ok(());
+            }
+            if step < RELEASE_WAIT_STEPS {
+                std::thread::sleep(RELEASE_WAIT_STEP);
+            }
         }
+        Err(io::Error::from_raw_os_error(libc::ETXTBSY))
     }
 
     /// A handle of `nodeid` that held `held` was released.
