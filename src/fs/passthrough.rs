@@ -150,6 +150,11 @@ impl Passthrough {
         w: &Want,
         register: &dyn Fn(&OwnedFd) -> io::Result<BackingId>,
     ) -> io::Result<Io> {
+        if !self.enabled() {
+            // Rootless, `off`, or a kernel without passthrough: no modes to
+            // keep apart, nothing to count.
+            return Ok(Io::Cached { keep_cache: true });
+        }
         let eligible = self.eligible(w);
         {
             let mut s = self.slots.entry(nodeid).or_default();
