@@ -46,6 +46,10 @@
 #   --compare BIN       add another unionfs binary as a target (repeatable)
 #   --compare-label L   label of the matching --compare (default compare,
 #                       compare2, ...)
+#   --unionfs-opts O    extra mount options of the unionfs target
+#   --compare-opts O    extra mount options of the matching --compare; e.g.
+#                       `--compare target/release/unionfs --compare-label
+#                       no-passthrough --compare-opts passthrough=off`
 #   --no-install        do not apt-get install fio / fuse-overlayfs
 #   --out FILE          also write the table to FILE
 #   --raw FILE          also write every run's value (TSV) to FILE
@@ -60,7 +64,7 @@ HELPER=$ROOT/scripts/bench_helper.py
 
 RUNS=3 SHARE_MB=0 BIG_MB=1024 WRITE_MB=1024 RR_MB=256 TOUCH_N=2000
 TREE=include ONLY="" WANT_TARGETS="" UNIONFS_BIN="" INSTALL=1 OUT="" RAW="" CASE_TIMEOUT=600
-COMPARE_BINS=() COMPARE_LABELS=()
+COMPARE_BINS=() COMPARE_LABELS=() COMPARE_OPTS=() UNIONFS_OPTS=""
 
 die() { echo "bench.sh: $*" >&2; exit 2; }
 need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
@@ -80,6 +84,8 @@ while [ $# -gt 0 ]; do
     --unionfs) need_arg "$@"; UNIONFS_BIN=$(realpath -e "$2") || die "no such file: $2"; shift ;;
     --compare) need_arg "$@"; COMPARE_BINS+=("$(realpath -e "$2")") || die "no such file: $2"; shift ;;
     --compare-label) need_arg "$@"; COMPARE_LABELS+=("$2"); shift ;;
+    --unionfs-opts) need_arg "$@"; UNIONFS_OPTS=$2; shift ;;
+    --compare-opts) need_arg "$@"; COMPARE_OPTS+=("$2"); shift ;;
     --no-install) INSTALL=0 ;;
     --out) need_arg "$@"; OUT=$2; shift ;;
     --raw) need_arg "$@"; RAW=$2; shift ;;
@@ -118,15 +124,15 @@ if [ -z "$UNIONFS_BIN" ]; then
 fi
 
 # targets: label -> kind and binary
-declare -A KIND BIN
+declare -A KIND BIN TOPTS
 TARGETS=(kernel unionfs)
 KIND[kernel]=kernel
-KIND[unionfs]=unionfs BIN[unionfs]=$UNIONFS_BIN
+KIND[unionfs]=unionfs BIN[unionfs]=$UNIONFS_BIN TOPTS[unionfs]=$UNIONFS_OPTS
 for i in "${!COMPARE_BINS[@]}"; do
     label=${COMPARE_LABELS[$i]:-compare$([ "$i" = 0 ] || echo $((i + 1)))}
     [ -z "${KIND[$label]:-}" ] || die "duplicate target label: $label"
     TARGETS+=("$label")
-    KIND[$label]=unionfs BIN[$label]=${COMPARE_BINS[$i]}
+    KIND[$label]=unionfs BIN[$label]=${COMPARE_BINS[$i]} TOPTS[$label]=${COMPARE_OPTS[$i]:-}
 done
 if command -v fuse-overlayfs >/dev/null; then
     TARGETS+=(fuse-overlayfs)
@@ -205,6 +211,7 @@ warm_lowers() { tar -C "$W" -cf - lower-top lower-bottom untar.tar 2> /dev/null 
 # ---- mounts ----------------------------------------------------------------
 do_mount() { # target rundir extra-opts
     local t=$1 d=$2 extra=$3 mnt=$2/mnt
+    [ -z "${TOPTS[$t]:-}" ] || extra=${extra:+$extra,}${TOPTS[$t]}
     local opts="lowerdir=$L1:$L2,upperdir=$d/upper,workdir=$d/work${extra:+,$extra}"
     mkdir -p "$d/upper" "$d/work" "$mnt"
     DPID=""
@@ -325,6 +332,6 @@ ELAPSED=$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a 
     echo
     python3 "$HELPER" table "$RESULTS" "${TARGETS[@]}"
     for t in "${TARGETS[@]}"; do
-        [ "${KIND[$t]}" = kernel ] || echo "- $t: ${BIN[$t]}"
+        [ "${KIND[$t]}" = kernel ] || echo "- $t: ${BIN[$t]}${TOPTS[$t]:+ -o ${TOPTS[$t]}}"
     done
 } | tee ${OUT:+"$OUT"}

@@ -8,7 +8,8 @@ use crate::fs::copy_up::copy_up_data;
 use crate::fs::inode::Inode;
 use crate::fs::layers::Fd;
 use crate::fs::lookup::err;
-use crate::fs::real::Pin;
+use crate::fs::passthrough::{Held, Io, Want};
+use crate::fs::real::{Pin, Real};
 use crate::fs::UnionFs;
 use crate::sys::at;
 use parking_lot::{Mutex, RwLock};
@@ -33,6 +34,8 @@ pub struct OpenFile {
     pub inode: Arc<Inode>,
     /// Keeps the real object reachable (unlinked-but-open files) while open.
     pin: Mutex<Option<Pin>>,
+    /// How the kernel serves it (passthrough bookkeeping at release).
+    held: Held,
 }
 
 impl OpenFile {
@@ -64,11 +67,17 @@ fn wants_write(flags: i32) -> bool {
     (flags & libc::O_ACCMODE) != libc::O_RDONLY || flags & libc::O_TRUNC != 0
 }
 
-/// Open `ino` with `flags`; returns the new handle number.
-pub fn open(fs: &UnionFs, ino: &Arc<Inode>, flags: i32) -> io::Result<u64> {
+/// Makes a FUSE passthrough backing id of a descriptor (through the reply).
+pub type Register<'a> = &'a dyn Fn(&OwnedFd) -> io::Result<fuser::BackingId>;
+
+/// Open `ino` with `flags`; returns the new handle number and how the kernel
+/// is to serve it.
+pub fn open(fs: &UnionFs, ino: &Arc<Inode>, flags: i32, register: Register) -> io::Result<(u64, Io)> {
+    let append = flags & libc::O_APPEND != 0;
     let flags = flags & !STRIP;
     let (real, on_lower) = if wants_write(flags) {
         fs.check_writable()?;
+        fs.passthrough.check_write(ino.nodeid)?;
         // A truncating open needs no data copied.
         (copy_up_data(fs, ino, flags & libc::O_TRUNC == 0)?, false)
     } else {
@@ -79,18 +88,34 @@ pub fn open(fs: &UnionFs, ino: &Arc<Inode>, flags: i32) -> io::Result<u64> {
     };
     let pin = real.pin()?;
     let fd = at::reopen(real.fd()?.as_raw_fd(), flags)?;
-    Ok(insert(fs, ino, fd, flags & !libc::O_TRUNC, on_lower, pin))
+    let io = io_mode(fs, ino, &real, &fd, (on_lower, append, wants_write(flags)), register)?;
+    Ok((insert(fs, ino, fd, flags & !libc::O_TRUNC, on_lower, pin, io.held()), io))
 }
 
 /// Enter a descriptor just created on the upper object of `ino` as a handle.
-pub fn register(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32) -> io::Result<u64> {
+pub fn register(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32, register: Register) -> io::Result<(u64, Io)> {
     let up = ino.upper().ok_or_else(|| err(libc::EIO))?;
     let pin = up.pin()?;
+    let append = flags & libc::O_APPEND != 0;
     let flags = flags & !(STRIP | libc::O_TRUNC);
-    Ok(insert(fs, ino, fd, flags, false, pin))
+    let io = io_mode(fs, ino, &up, &fd, (false, append, true), register)?;
+    Ok((insert(fs, ino, fd, flags, false, pin, io.held()), io))
 }
 
-fn insert(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32, on_lower: bool, pin: Pin) -> u64 {
+/// How the kernel serves a new open of `ino` on `real` (see `passthrough`).
+fn io_mode(
+    fs: &UnionFs,
+    ino: &Inode,
+    real: &Real,
+    fd: &OwnedFd,
+    (on_lower, append, write): (bool, bool, bool),
+    register: Register,
+) -> io::Result<Io> {
+    let want = Want { fd, id: real.id(), on_lower, append, write, writable: fs.check_writable().is_ok() };
+    fs.passthrough.attach(ino.nodeid, &want, register)
+}
+
+fn insert(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32, on_lower: bool, pin: Pin, held: Held) -> u64 {
     let fh = fs.next_fh();
     let f = OpenFile {
         fd: RwLock::new(Arc::new(fd)),
@@ -98,6 +123,7 @@ fn insert(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32, on_lower: boo
         on_lower: AtomicBool::new(on_lower),
         inode: ino.clone(),
         pin: Mutex::new(Some(pin)),
+        held,
     };
     fs.files.insert(fh, Arc::new(f));
     fh
@@ -141,7 +167,9 @@ pub fn write(fs: &UnionFs, fh: u64, off: u64, data: &[u8]) -> io::Result<u32> {
 }
 
 pub fn release(fs: &UnionFs, fh: u64) {
-    fs.files.remove(&fh);
+    if let Some((_, f)) = fs.files.remove(&fh) {
+        fs.passthrough.detach(f.inode.nodeid, f.held);
+    }
 }
 
 pub fn fsync(fs: &UnionFs, fh: u64, datasync: bool) -> io::Result<()> {

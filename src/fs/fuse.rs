@@ -4,6 +4,7 @@
 use crate::fs::attr::{self, SetAttr};
 use crate::fs::dir::{self, Caller, NewObj};
 use crate::fs::inode::Inode;
+use crate::fs::passthrough::Io;
 use crate::fs::readdir::{self, DirEntry, DirHandle};
 use crate::fs::{file, lookup, xattr, UnionFs};
 use crate::sys::at::{self, Time};
@@ -109,6 +110,14 @@ fn data(reply: ReplyData, r: io::Result<Vec<u8>>, op: &str) {
     }
 }
 
+/// The open flags telling the kernel how to serve a handle (see `passthrough`).
+fn open_flags(io: &Io) -> FopenFlags {
+    match io {
+        Io::Cached { keep_cache: true } => FopenFlags::FOPEN_KEEP_CACHE,
+        Io::Cached { keep_cache: false } | Io::Passthrough(_) => FopenFlags::empty(),
+    }
+}
+
 fn reply_xattr(reply: ReplyXattr, data: io::Result<Vec<u8>>, size: u32, op: &str) {
     match data {
         Ok(d) if size == 0 => reply.size(d.len() as u32),
@@ -168,6 +177,19 @@ impl Filesystem for Fuse {
         }
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
+        // Passthrough needs root (CAP_SYS_ADMIN in the initial namespace) to
+        // register backing files: not asked for otherwise. Stack depth 1:
+        // the layers may not be on a stacking filesystem (such a backing
+        // file is refused: normal I/O), and this mount may be a kernel
+        // overlay's layer.
+        if self.fs.passthrough.wanted()
+            && crate::sys::geteuid() == 0
+            && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.fs.passthrough.enable();
+        }
         Ok(())
     }
 
@@ -186,6 +208,9 @@ impl Filesystem for Fuse {
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.fs.inodes.forget(ino.0, nlookup);
+        if self.fs.inodes.get(ino.0).is_none() {
+            self.fs.passthrough.forget(ino.0);
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -291,8 +316,10 @@ impl Filesystem for Fuse {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.inode(ino).and_then(|i| file::open(&self.fs, &i, flags.0)) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+        let r = self.inode(ino).and_then(|i| file::open(&self.fs, &i, flags.0, &|fd| reply.open_backing(fd)));
+        match r {
+            Ok((fh, Io::Passthrough(b))) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
+            Ok((fh, io)) => reply.opened(FileHandle(fh), open_flags(&io)),
             Err(e) => reply.error(errno("open", e)),
         }
     }
@@ -510,17 +537,24 @@ impl Filesystem for Fuse {
         let r = self.inode(parent).and_then(|p| {
             let (ino, st, fd) = dir::create(&self.fs, &p, name, NewObj::File { mode, flags }, self.caller(req)?)?;
             let fd = fd.ok_or_else(|| lookup::err(libc::EIO))?;
-            Ok((file::register(&self.fs, &ino, fd, flags)?, ino, st))
+            Ok((file::register(&self.fs, &ino, fd, flags, &|fd| reply.open_backing(fd))?, ino, st))
         });
         match r {
-            Ok((fh, ino, st)) => reply.created_with_nodeid(
-                INodeNo(ino.nodeid),
-                &self.ttl,
-                &self.fs.attr_of(&ino, &st),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
+            Ok(((fh, io), ino, st)) => {
+                let (nodeid, attr, fh) = (INodeNo(ino.nodeid), self.fs.attr_of(&ino, &st), FileHandle(fh));
+                match io {
+                    Io::Passthrough(b) => reply.created_passthrough_with_nodeid(
+                        nodeid,
+                        &self.ttl,
+                        &attr,
+                        Generation(0),
+                        fh,
+                        FopenFlags::empty(),
+                        &b,
+                    ),
+                    io => reply.created_with_nodeid(nodeid, &self.ttl, &attr, Generation(0), fh, open_flags(&io)),
+                }
+            }
             Err(e) => reply.error(errno("create", e)),
         }
     }

@@ -13,6 +13,7 @@
 //! - [`dir`]: create, link, unlink, rmdir, rename
 //! - [`readdir`]: merged directory listings per open handle
 //! - [`file`]: open files and their data operations
+//! - [`passthrough`]: FUSE passthrough of regular files (kernel I/O modes)
 //! - [`attr`]: getattr and setattr
 //! - [`idmap`]: uid/gid mapping and squashing of the owners shown
 //! - [`xattr`]: extended attributes, private overlay names hidden
@@ -33,6 +34,7 @@ pub mod lookup;
 pub mod metacopy;
 pub mod names;
 pub mod options;
+pub mod passthrough;
 pub mod readdir;
 pub mod real;
 pub mod session;
@@ -58,6 +60,8 @@ pub struct UnionFs {
     pub inodes: InodeTable,
     pub files: DashMap<u64, Arc<file::OpenFile>>,
     pub dirs: DashMap<u64, Arc<readdir::DirHandle>>,
+    /// FUSE passthrough state per inode with open files.
+    pub passthrough: passthrough::Passthrough,
     next_fh: AtomicU64,
     /// Show owners and modes recorded in `user.containers.override_stat`.
     pub override_owners: bool,
@@ -81,6 +85,7 @@ impl UnionFs {
                 }
             }
         }
+        let pt_mode = opts.passthrough;
         let opts_override = opts.xattr_permissions.unwrap_or(if layers.root_user { 0 } else { 2 }) == 2;
         let fs = UnionFs {
             layers,
@@ -89,6 +94,7 @@ impl UnionFs {
             inodes: InodeTable::default(),
             files: DashMap::new(),
             dirs: DashMap::new(),
+            passthrough: passthrough::Passthrough::new(pt_mode),
             next_fh: AtomicU64::new(1),
             override_owners: opts_override,
         };

@@ -40,6 +40,31 @@ impl RedirectDir {
     }
 }
 
+/// `passthrough=`: which opens of regular files the kernel serves straight
+/// from the real file (FUSE passthrough, root daemons on kernels with it).
+/// `on`: files whose data is in the upper layer (and every file of a mount
+/// without a writable upper: nothing can be copied up under a reader);
+/// `all`: also files read from a lower layer on a writable mount (a
+/// descriptor opened on a lower file then keeps reading the lower data after
+/// a copy-up, where the kernel overlay follows the copy); `off`: never.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassthroughMode {
+    Off,
+    On,
+    All,
+}
+
+impl PassthroughMode {
+    fn parse(v: &str) -> Result<PassthroughMode, String> {
+        Ok(match v {
+            "on" | "1" | "true" | "yes" | "auto" => PassthroughMode::On,
+            "all" => PassthroughMode::All,
+            "off" | "0" | "false" | "no" => PassthroughMode::Off,
+            _ => return Err(format!("passthrough={v}: expected on, all or off")),
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdMap {
     pub inside: u32,
@@ -72,6 +97,7 @@ pub struct Options {
     pub allow_root: bool,
     pub read_only: bool,
     pub static_nlink: bool,
+    pub passthrough: PassthroughMode,
     pub squash_to_uid: Option<u32>,
     pub squash_to_gid: Option<u32>,
     pub uid_map: Vec<IdMap>,
@@ -106,6 +132,7 @@ impl Default for Options {
             allow_root: false,
             read_only: false,
             static_nlink: false,
+            passthrough: PassthroughMode::On,
             squash_to_uid: None,
             squash_to_gid: None,
             uid_map: Vec::new(),
@@ -238,6 +265,7 @@ impl Options {
                 "ro" => self.read_only = true,
                 "rw" => self.read_only = false,
                 "static_nlink" => self.static_nlink = true,
+                "passthrough" => self.passthrough = PassthroughMode::parse(&v()?)?,
                 "squash_to_root" => {
                     self.squash_to_uid = Some(0);
                     self.squash_to_gid = Some(0);
@@ -303,7 +331,8 @@ Without upperdir the mount is read-only.
                 fsync=0|1, volatile, redirect_dir=, metacopy=, index=, userxattr,
                 allow_other, allow_root, ro, nosuid, nodev, noexec, noatime,
                 fsname=, subtype=, uidmapping=, gidmapping=, squash_to_root,
-                squash_to_uid=, squash_to_gid=, static_nlink, xattr_permissions=
+                squash_to_uid=, squash_to_gid=, static_nlink, xattr_permissions=,
+                passthrough=on|all|off
   -h, --help    this help
   -V, --version print the version";
 
@@ -439,6 +468,17 @@ mod tests {
         assert!(parse_args(&args(&["-o", "lowerdir=/l,uidmapping=1:2", "/m"])).is_err());
         assert!(parse_args(&args(&["-o", "lowerdir=/l", "/a", "/b", "/c"])).is_err());
         assert!(matches!(parse_args(&args(&["--version"])), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn passthrough_modes() {
+        let mut o = Options::default();
+        assert_eq!(o.passthrough, PassthroughMode::On);
+        for (v, m) in [("off", PassthroughMode::Off), ("all", PassthroughMode::All), ("on", PassthroughMode::On)] {
+            o.apply(&format!("passthrough={v}")).unwrap();
+            assert_eq!(o.passthrough, m);
+        }
+        assert!(o.apply("passthrough=maybe").is_err());
     }
 
     #[test]

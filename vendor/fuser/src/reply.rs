@@ -556,6 +556,31 @@ impl ReplyCreate {
         self.reply.send_ll(&out);
     }
 
+    /// unionfs patch: `created_passthrough` with a node ID apart from
+    /// `attr.ino` (see `ReplyEntry::entry_with_nodeid`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn created_passthrough_with_nodeid(
+        self,
+        nodeid: INodeNo,
+        ttl: &Duration,
+        attr: &FileAttr,
+        generation: Generation,
+        fh: ll::FileHandle,
+        flags: FopenFlags,
+        backing_id: &BackingId,
+    ) {
+        let mut out = ll::ResponseStruct::new_create(
+            ttl,
+            &attr.into(),
+            generation,
+            fh,
+            flags | FopenFlags::FOPEN_PASSTHROUGH,
+            backing_id.backing_id,
+        );
+        out.set_nodeid(nodeid);
+        self.reply.send_ll(&out);
+    }
+
     /// Reply to a request with the given error code
     pub fn error(self, err: Errno) {
         self.reply.error(err);
