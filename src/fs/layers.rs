@@ -177,7 +177,7 @@ impl Layers {
             workdir_lock,
             follow_redirects: opts.redirect_dir.follows(),
             metacopy: opts.metacopy,
-            names: crate::fs::names::NameIndex::new(opts.lowerdirs.len() >= 2),
+            names: crate::fs::names::NameIndex::new(opts.lowerdirs.len() >= 4),
             index: None,
         };
         if let (true, Some(wfd), Some(w)) = (opts.index, &l.workdir_lock, &opts.workdir) {

@@ -6,8 +6,10 @@
 //! layers costs hash probes, not 256 syscalls.
 //!
 //! Bounded: at most [`NAME_BUDGET`] names are kept in all; past that, new
-//! directories are probed as before. Only with two or more lower layers
-//! (with one, a probe is as cheap as reading the directory).
+//! directories are probed as before. Only with four or more lower layers:
+//! with fewer, probing is as cheap and the listings cost memory and a
+//! warm walk (measured: 2 lowers, walk-warm 6.6x the kernel with the index,
+//! 5.4x without).
 
 use crate::fs::real::Real;
 use crate::sys::at;
