@@ -83,19 +83,7 @@ impl Drop for Env {
         let _ = self.ctl.run(&["unmount", "--all"]);
         // Whatever a failed test left mounted below the temp dir.
         let root = self.t.path().canonicalize().unwrap_or_else(|_| self.t.path().to_path_buf());
-        for _ in 0..3 {
-            let left = mounts_under(&root);
-            if left.is_empty() {
-                break;
-            }
-            for m in left.iter().rev() {
-                let c = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()).unwrap();
-                // SAFETY: valid C string.
-                unsafe {
-                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-                }
-            }
-        }
+        detach_all_under(&root);
         for pid in daemons_under(&root) {
             // SAFETY: a plain signal to a daemon this test started.
             unsafe {
@@ -205,4 +193,22 @@ pub fn tree(root: &Path) -> Vec<String> {
     }
     walk(root, root, &mut out);
     out
+}
+
+/// Lazily unmount everything at or below `p`, deepest first.
+pub fn detach_all_under(p: &Path) {
+    let root = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    for _ in 0..3 {
+        let left = mounts_under(&root);
+        if left.is_empty() {
+            break;
+        }
+        for m in left.iter().rev() {
+            let c = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: valid C string.
+            unsafe {
+                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+    }
 }

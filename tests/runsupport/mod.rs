@@ -7,16 +7,26 @@
 //! container, process or mount behind, also when the test panics.
 #![allow(dead_code)]
 
-use crate::ctrsupport::mounts_under;
+mod image;
+mod procs;
+mod pty;
+
+#[allow(unused_imports)]
+pub use image::*;
+#[allow(unused_imports)]
+pub use procs::*;
+#[allow(unused_imports)]
+pub use pty::*;
+
+use crate::ctrsupport::{detach_all_under, mounts_under};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The busybox image: PATH /bin, Cmd sh, an anonymous volume at /anon.
@@ -475,24 +485,6 @@ fn podman_args(args: &[&str]) -> Vec<String> {
     v
 }
 
-/// Lazily unmount everything at or below `p`, deepest first.
-pub fn detach_all_under(p: &Path) {
-    let root = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    for _ in 0..3 {
-        let left = mounts_under(&root);
-        if left.is_empty() {
-            break;
-        }
-        for m in left.iter().rev() {
-            let c = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()).unwrap();
-            // SAFETY: valid C string.
-            unsafe {
-                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-            }
-        }
-    }
-}
-
 fn run_command(mut c: Command, what: &str, stdin: Option<&[u8]>, timeout: Duration) -> Out {
     match run_inner(&mut c, stdin, timeout) {
         Ok(o) => o,
@@ -560,71 +552,6 @@ fn run_inner(c: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Result
     })
 }
 
-pub struct Proc {
-    pub pid: i32,
-    pub ppid: i32,
-    pub zombie: bool,
-}
-
-/// Every process: pid, parent, zombie or not.
-pub fn processes() -> Vec<Proc> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(i) = stat.rfind(')') else { continue };
-        let f: Vec<&str> = stat[i + 2..].split(' ').collect();
-        out.push(Proc { pid, ppid: f.get(1).and_then(|s| s.parse().ok()).unwrap_or(0), zombie: f[0] == "Z" });
-    }
-    out
-}
-
-/// Alive and not a zombie.
-pub fn alive(pid: i32) -> bool {
-    pid > 0 && processes().iter().any(|p| p.pid == pid && !p.zombie)
-}
-
-/// The parent of `pid`.
-pub fn ppid(pid: i32) -> Option<i32> {
-    processes().into_iter().find(|p| p.pid == pid).map(|p| p.ppid)
-}
-
-pub fn cmdline(pid: i32) -> String {
-    let b = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string()
-}
-
-/// The namespace `kind` (mnt, pid, uts, ipc, user, ...) of `pid`: `mnt:[4026...]`.
-pub fn ns(pid: &str, kind: &str) -> String {
-    fs::read_link(format!("/proc/{pid}/ns/{kind}")).map(|p| p.display().to_string()).unwrap_or_default()
-}
-
-/// major:minor of the FUSE file systems (container roots) mounted at or
-/// below `p` in our namespace. (Never others: a bind of a host directory
-/// has the host root's device.)
-fn mount_devs_under(p: &Path) -> HashSet<String> {
-    let root = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let dash = f.iter().position(|x| *x == "-")?;
-            let fuse = f.get(dash + 1).is_some_and(|t| t.starts_with("fuse"));
-            (fuse && Path::new(&f[4].replace("\\040", " ")).starts_with(&root)).then(|| f[2].to_string())
-        })
-        .collect()
-}
-
-/// major:minor of the mount a process sees as its `/`.
-fn root_dev(pid: i32) -> Option<String> {
-    let mi = fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
-    mi.lines().rev().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        (f.len() > 4 && f[4] == "/").then(|| f[2].to_string())
-    })
-}
-
 /// A port nobody listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -645,231 +572,6 @@ pub fn http_get(port: u16, path: &str, secs: u64) -> Option<String> {
         std::thread::sleep(Duration::from_millis(50));
     }
     None
-}
-
-/// The host's static busybox.
-pub fn busybox_bin() -> PathBuf {
-    for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        let ok =
-            Command::new("file").arg(p).output().map(|o| String::from_utf8_lossy(&o.stdout).contains("statically"));
-        if Path::new(p).exists() && ok.unwrap_or(true) {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("no static busybox: apt-get install busybox-static");
-}
-
-fn hdr(kind: tar::EntryType, mode: u32, size: u64, uid: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_mtime(1_600_000_000);
-    h.set_uid(uid);
-    h.set_gid(uid);
-    h
-}
-
-/// A layer with the host's static busybox in /bin with a link per applet,
-/// users root, app (1234, also in extra and more) and daemon (4321: not
-/// the host's daemon), /www/index.html, /bin/notexec (mode 0644), and the
-/// usual empty directories.
-pub fn busybox_layer() -> Vec<u8> {
-    let bb = fs::read(busybox_bin()).unwrap();
-    let list = Command::new(busybox_bin()).arg("--list").output().unwrap();
-    let mut b = tar::Builder::new(Vec::new());
-    let dir = |b: &mut tar::Builder<Vec<u8>>, p: &str, mode: u32, uid: u64| {
-        let mut h = hdr(tar::EntryType::Directory, mode, 0, uid);
-        b.append_data(&mut h, p, &[][..]).unwrap();
-    };
-    let file = |b: &mut tar::Builder<Vec<u8>>, p: &str, data: &[u8], mode: u32| {
-        let mut h = hdr(tar::EntryType::Regular, mode, data.len() as u64, 0);
-        b.append_data(&mut h, p, data).unwrap();
-    };
-    for (d, mode, uid) in [
-        ("bin", 0o755, 0),
-        ("etc", 0o755, 0),
-        ("proc", 0o555, 0),
-        ("sys", 0o555, 0),
-        ("dev", 0o755, 0),
-        ("tmp", 0o1777, 0),
-        ("root", 0o700, 0),
-        ("home", 0o755, 0),
-        ("home/app", 0o755, 1234),
-        ("mnt", 0o755, 0),
-        ("www", 0o755, 0),
-        ("usr", 0o755, 0),
-        ("usr/bin", 0o755, 0),
-        ("var", 0o755, 0),
-    ] {
-        dir(&mut b, d, mode, uid);
-    }
-    file(&mut b, "bin/busybox", &bb, 0o755);
-    for a in String::from_utf8_lossy(&list.stdout).lines().map(str::trim) {
-        if a.is_empty() || a == "busybox" || a.contains('/') {
-            continue;
-        }
-        let mut h = hdr(tar::EntryType::Symlink, 0o777, 0, 0);
-        b.append_link(&mut h, format!("bin/{a}"), "busybox").unwrap();
-    }
-    file(
-        &mut b,
-        "etc/passwd",
-        b"root:x:0:0:root:/root:/bin/sh\ndaemon:x:4321:4321:daemon:/:/bin/sh\napp:x:1234:1234:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-        0o644,
-    );
-    file(
-        &mut b,
-        "etc/group",
-        b"root:x:0:\ndaemon:x:4321:\napp:x:1234:\nextra:x:2000:app\nmore:x:2001:daemon,app\nnogroup:x:65534:\n",
-        0o644,
-    );
-    file(&mut b, "www/index.html", b"hello from the image\n", 0o644);
-    file(&mut b, "bin/notexec", b"#!/bin/sh\necho should not run\n", 0o644);
-    b.into_inner().unwrap()
-}
-
-/// An OCI layout at `dir`: one uncompressed layer, config `cfg`, tag `name`.
-pub fn write_oci(dir: &Path, layer: &[u8], cfg: &serde_json::Value, name: &str) {
-    use crate::fixtures::{host_arch, sha};
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let d = sha(data);
-        fs::write(blobs.join(&d), data).unwrap();
-        d
-    };
-    let ld = put(layer);
-    let config = serde_json::to_vec(&serde_json::json!({
-        "created": "2024-01-02T03:04:05Z",
-        "architecture": host_arch(),
-        "os": "linux",
-        "config": cfg,
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{ld}")]},
-        "history": [{"created": "2024-01-02T03:04:05Z", "created_by": "busybox"}],
-    }))
-    .unwrap();
-    let cd = put(&config);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{cd}"), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{ld}"), "size": layer.len()}],
-    }))
-    .unwrap();
-    let md = put(&manifest);
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{md}"), "size": manifest.len(),
-        "annotations": {"org.opencontainers.image.ref.name": name}}]});
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-}
-
-/// A command on a new pseudo-terminal (its controlling terminal, in its own
-/// session), as a user's shell runs `unionctl run -it`.
-pub struct Pty {
-    master: fs::File,
-    pub child: Child,
-    buf: Arc<Mutex<Vec<u8>>>,
-    seen: usize,
-}
-
-impl Pty {
-    pub fn spawn(mut c: Command, rows: u16, cols: u16) -> Pty {
-        let mut m: libc::c_int = -1;
-        let mut s: libc::c_int = -1;
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: out pointers to two ints; no name buffer; termios default.
-        let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
-        assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: openpty just gave us both descriptors.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
-        c.stdin(Stdio::from(slave.try_clone().unwrap()));
-        c.stdout(Stdio::from(slave.try_clone().unwrap()));
-        c.stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            c.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = c.spawn().unwrap();
-        let master = fs::File::from(master);
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let mut r = master.try_clone().unwrap();
-        let b2 = buf.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = r.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                b2.lock().unwrap().extend_from_slice(&chunk[..n]);
-            }
-        });
-        Pty { master, child, buf, seen: 0 }
-    }
-
-    pub fn send(&mut self, s: &str) {
-        self.master.write_all(s.as_bytes()).unwrap();
-    }
-
-    /// Wait for `pat` in what came since the last match; returns that text.
-    pub fn expect(&mut self, pat: &str, secs: u64) -> String {
-        let t0 = Instant::now();
-        loop {
-            {
-                let b = self.buf.lock().unwrap();
-                let text = String::from_utf8_lossy(&b[self.seen..]).into_owned();
-                if let Some(i) = text.find(pat) {
-                    self.seen += text[..i + pat.len()].len();
-                    return text[..i + pat.len()].to_string();
-                }
-                if t0.elapsed() > Duration::from_secs(secs) {
-                    panic!("pty: no {pat:?} within {secs} s; got {text:?}");
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Everything the terminal showed.
-    pub fn all(&self) -> String {
-        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
-    }
-
-    /// Change the window size (the kernel sends SIGWINCH to the client).
-    pub fn resize(&self, rows: u16, cols: u16) {
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: a winsize for our own pty master.
-        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-        assert_eq!(r, 0);
-    }
-
-    /// The client's exit status, within `secs`.
-    pub fn wait(&mut self, secs: u64) -> Option<i32> {
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            if t0.elapsed() > Duration::from_secs(secs) {
-                let _ = self.child.kill();
-                panic!("pty client still running after {secs} s; terminal: {:?}", self.all());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The unprivileged test user (created when absent): (uid, gid).
