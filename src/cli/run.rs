@@ -4,7 +4,7 @@
 //! when the command cannot be invoked, 127 when it is not found.
 
 use crate::cli::container::{create_opts, CreateArgs};
-use crate::runtime::{self, monitor, state};
+use crate::runtime::{self, monitor};
 use crate::store::containers::{self, Container};
 use crate::store::error::{err, fail_with, set_exit_status, Error, Result};
 use crate::store::Store;
@@ -114,12 +114,8 @@ pub fn start(store: &Store, a: StartArgs) -> Result<()> {
             return err("start -a takes one container");
         }
         set_exit_status(125);
-        let c = containers::resolve(store, &a.containers[0])?;
-        let _ = monitor::reconcile(store, &c);
-        if state::view(store, &c).running() {
-            return err(format!("container {} is already running", c.name));
-        }
-        let mut c = c;
+        // The monitor refuses a running container (and cleans up after a dead one).
+        let mut c = containers::resolve(store, &a.containers[0])?;
         c.config.open_stdin |= a.interactive;
         return attach(store, &c);
     }

@@ -76,10 +76,7 @@ pub fn exec(store: &Store, c: &Container, o: &ExecOptions) -> Result<i32, Failur
     // A terminal from the container's own devpts (through its root).
     let master = if o.tty {
         let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
-        let m = at::openat(libc::AT_FDCWD, OsStr::new(&ptmx), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC, 0)
-            .map_err(|e| fail(125, format!("{ptmx}: {e}")))?;
-        let n = tty::pty_unlock(m.as_raw_fd()).map_err(|e| fail(125, format!("pty: {e}")))?;
-        Some((m, n))
+        Some(tty::open_pty(std::path::Path::new(&ptmx)).map_err(|e| fail(125, format!("{ptmx}: {e}")))?)
     } else {
         None
     };
@@ -138,12 +135,9 @@ pub fn exec(store: &Store, c: &Container, o: &ExecOptions) -> Result<i32, Failur
         Err(e) => return Err(fail(125, format!("fork: {e}"))),
     };
     drop(err_w);
-    let msg = process::read_all(err_r.as_raw_fd(), 4096);
-    if !msg.is_empty() {
+    if let Some((code, msg)) = init::read_failure(err_r) {
         let _ = waitpid(Pid::from_raw(child), None);
-        let text = String::from_utf8_lossy(&msg).to_string();
-        let (code, m) = text.split_once(' ').unwrap_or(("126", &text));
-        return Err(fail(code.parse().unwrap_or(126), m));
+        return Err(fail(code, msg));
     }
     if o.detach {
         let _ = waitpid(Pid::from_raw(child), None);

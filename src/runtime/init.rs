@@ -172,6 +172,18 @@ pub const CAPABILITIES: [u32; 11] = [
     31, // SETFCAP
 ];
 
+/// Wait for the command's exec: the error pipe closes (None), or carries
+/// `CODE message` (126 when the code is missing).
+pub fn read_failure(err_r: OwnedFd) -> Option<(i32, String)> {
+    let msg = process::read_all(err_r.as_raw_fd(), 4096);
+    if msg.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&msg).to_string();
+    let (code, m) = text.split_once(' ').unwrap_or(("126", &text));
+    Some((code.parse().unwrap_or(126), m.to_string()))
+}
+
 /// Write `CODE message` to the error pipe.
 pub fn report(fd: RawFd, code: i32, msg: &str) {
     process::write_fd(fd, format!("{code} {msg}").as_bytes());

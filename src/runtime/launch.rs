@@ -175,17 +175,14 @@ pub fn launch(store: &Store, c: &Container, o: &Options) -> std::result::Result<
         }
     }
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
-    let fail = |code: i32, msg: String, init: Option<i32>, daemon: Option<Proc>| Failed { code, msg, init, daemon };
     let Some(init_pid) = init_pid else {
-        return Err(fail(125, error.unwrap_or_else(|| "the container's setup failed".into()), None, daemon));
+        let msg = error.unwrap_or_else(|| "the container's setup failed".into());
+        return Err(Failed { code: 125, msg, init: None, daemon });
     };
     let start = process::start_time(init_pid).unwrap_or(0);
     // The command's exec closes the error pipe; a failure writes to it.
-    let msg = process::read_all(err_r.as_raw_fd(), 4096);
-    if !msg.is_empty() {
-        let text = String::from_utf8_lossy(&msg).to_string();
-        let (code, m) = text.split_once(' ').unwrap_or(("126", &text));
-        return Err(fail(code.parse().unwrap_or(126), m.to_string(), Some(init_pid), daemon));
+    if let Some((code, msg)) = init::read_failure(err_r) {
+        return Err(Failed { code, msg, init: Some(init_pid), daemon });
     }
     Ok(Launched { init: Proc { pid: init_pid, start }, daemon, master, stdin: stdin_w, stdout: out_r, stderr: errs_r })
 }

@@ -162,10 +162,7 @@ pub fn prepare(p: &Prepare) -> Result<Option<(OwnedFd, u32)>> {
         log::debug!("/dev/mqueue: {e}");
     }
     let console = if p.tty {
-        let ptmx = devp.join("pts/ptmx");
-        let master = at::openat(libc::AT_FDCWD, ptmx.as_os_str(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC, 0)
-            .ctx("/dev/pts/ptmx")?;
-        let n = crate::sys::tty::pty_unlock(master.as_raw_fd()).ctx("pty")?;
+        let (master, n) = crate::sys::tty::open_pty(&devp.join("pts/ptmx")).ctx("/dev/pts/ptmx")?;
         let node = devp.join("console");
         std::fs::write(&node, b"").ctx("/dev/console")?;
         mnt(Some(&devp.join(format!("pts/{n}")).to_string_lossy()), &node, none(), MsFlags::MS_BIND, none())?;

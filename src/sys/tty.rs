@@ -6,8 +6,16 @@ use super::cvt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// A new pty of the devpts instance whose `ptmx` is `ptmx`: the master
+/// (close-on-exec, unlocked) and the slave's number.
+pub fn open_pty(ptmx: &std::path::Path) -> io::Result<(OwnedFd, u32)> {
+    let m = super::at::openat(libc::AT_FDCWD, ptmx.as_os_str(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC, 0)?;
+    let n = pty_unlock(m.as_raw_fd())?;
+    Ok((m, n))
+}
+
 /// Unlock a pty master opened from a `ptmx` and return its slave number.
-pub fn pty_unlock(master: RawFd) -> io::Result<u32> {
+fn pty_unlock(master: RawFd) -> io::Result<u32> {
     let zero: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads an int, TIOCGPTN writes one.
     cvt(unsafe { libc::ioctl(master, libc::TIOCSPTLCK, &zero) })?;
