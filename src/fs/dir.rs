@@ -129,7 +129,7 @@ pub fn create(
     let f = match probe(&fs.layers, &pup, name)? {
         Probe::Entry(real, st) => {
             let opaque = is_dir(&st) && whiteout::dir_marks(&fs.layers, real.fd()?.as_raw_fd()).opaque;
-            Found { upper: Some(real), lowers: Vec::new(), opaque, redirect: None, data: None, index: None, st }
+            Found { upper: Some(real), opaque, ..Found::of(st) }
         }
         _ => return Err(err(libc::EIO)),
     };

@@ -41,6 +41,13 @@ pub struct Found {
     pub st: at::Stat,
 }
 
+impl Found {
+    /// A plain object: nothing below it, no marks.
+    pub fn of(st: at::Stat) -> Found {
+        Found { upper: None, lowers: Vec::new(), opaque: false, redirect: None, data: None, index: None, st }
+    }
+}
+
 pub fn err(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
@@ -175,15 +182,7 @@ fn find_in_layers(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Res
             Probe::Whiteout => return Ok(None),
             Probe::Entry(fd, st) => {
                 if !is_dir(&st) {
-                    let mut f = Found {
-                        upper: Some(fd.clone()),
-                        lowers: Vec::new(),
-                        opaque: false,
-                        redirect: None,
-                        data: None,
-                        index: None,
-                        st,
-                    };
+                    let mut f = Found { upper: Some(fd.clone()), ..Found::of(st) };
                     if is_reg(&st) {
                         resolve_metacopy(layers, parent, &mut f, &fd, target, layers.first_lower())?;
                     }
@@ -196,15 +195,7 @@ fn find_in_layers(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Res
                 if let Some(r) = &m.redirect {
                     target = target.redirect(r);
                 }
-                let f = Found {
-                    upper: Some(fd),
-                    lowers: Vec::new(),
-                    opaque: m.opaque,
-                    redirect: m.redirect,
-                    data: None,
-                    index: None,
-                    st,
-                };
+                let f = Found { upper: Some(fd), opaque: m.opaque, redirect: m.redirect, ..Found::of(st) };
                 if m.opaque {
                     return Ok(Some(f));
                 }
@@ -233,15 +224,7 @@ fn find_in_layers(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Res
                 let obj = RealObj { layer, real: real.clone(), xwh: m.xwhiteouts };
                 match &mut found {
                     None => {
-                        let mut f = Found {
-                            upper: None,
-                            lowers: vec![obj],
-                            opaque: false,
-                            redirect: None,
-                            data: None,
-                            index: None,
-                            st,
-                        };
+                        let mut f = Found { lowers: vec![obj], ..Found::of(st) };
                         if is_reg(&st) {
                             resolve_metacopy(layers, parent, &mut f, &real, target.clone(), layer + 1)?;
                         }
