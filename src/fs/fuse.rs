@@ -5,7 +5,7 @@ use crate::fs::attr::{self, SetAttr};
 use crate::fs::dir::{self, Caller, NewObj};
 use crate::fs::inode::Inode;
 use crate::fs::passthrough::Io;
-use crate::fs::readdir::{self, DirEntry, DirHandle};
+use crate::fs::readdir::DirEntry;
 use crate::fs::{file, lookup, xattr, UnionFs};
 use crate::sys::at::{self, Time};
 use fuser::{
@@ -15,7 +15,6 @@ use fuser::{
     TimeOrNow, WriteFlags,
 };
 use log::debug;
-use parking_lot::Mutex;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -138,16 +137,14 @@ impl Fuse {
         }
     }
 
-    /// The listing of an open directory handle from `offset` on: the inode,
-    /// its entries (rebuilt at offset 0: rewinddir shows the directory as it
-    /// is now) and the parent's st_ino for `..`.
-    fn listing(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> io::Result<(Arc<Inode>, Arc<Vec<DirEntry>>, u64)> {
-        let h = self.fs.dirs.get(&fh.0).map(|h| h.value().clone()).ok_or_else(|| lookup::err(libc::EBADF))?;
+    /// The listing of directory `ino` to continue at `offset` (see
+    /// `readdir::Listings`), and the parent's st_ino for `..`.
+    fn listing(&self, ino: INodeNo, offset: u64) -> io::Result<(Arc<Inode>, Arc<Vec<DirEntry>>, u64)> {
         let inode = self.inode(ino)?;
-        if offset == 0 {
-            *h.entries.lock() = Arc::new(readdir::entries_of(&self.fs.layers, &inode.snapshot())?);
+        if !inode.is_dir() {
+            return Err(lookup::err(libc::ENOTDIR));
         }
-        let entries = h.entries.lock().clone();
+        let entries = self.fs.dirs.at(&self.fs.layers, &inode, offset)?;
         let parent = inode.parent().map_or(inode.st_ino(), |p| p.st_ino());
         Ok((inode, entries, parent))
     }
@@ -210,6 +207,7 @@ impl Filesystem for Fuse {
         self.fs.inodes.forget(ino.0, nlookup);
         if self.fs.inodes.get(ino.0).is_none() {
             self.fs.passthrough.forget(ino.0);
+            self.fs.dirs.done(ino.0);
         }
     }
 
@@ -353,8 +351,11 @@ impl Filesystem for Fuse {
         written(reply, file::write(&self.fs, fh.0, offset, data), "write");
     }
 
+    /// Nothing to do at close (writes reach the real file at once; locks
+    /// are the kernel's): ENOSYS makes the kernel stop sending FLUSH, one
+    /// round trip fewer per close.
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply.ok();
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(
@@ -375,31 +376,23 @@ impl Filesystem for Fuse {
         done(reply, file::fsync(&self.fs, fh.0, datasync), "fsync");
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let r = self.inode(ino).and_then(|i| {
-            if !i.is_dir() {
-                return Err(lookup::err(libc::ENOTDIR));
-            }
-            let entries = readdir::entries_of(&self.fs.layers, &i.snapshot())?;
-            let fh = self.fs.next_fh();
-            self.fs.dirs.insert(fh, Arc::new(DirHandle { entries: Mutex::new(Arc::new(entries)) }));
-            Ok(fh)
-        });
-        match r {
-            // The kernel keeps the listing (every change of the directory
-            // comes through this mount and drops it).
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(errno("opendir", e)),
-        }
+    /// No OPENDIR: the kernel stops sending it (and RELEASEDIR) and caches
+    /// listings (see `readdir::Listings`).
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let (inode, entries, parent) = match self.listing(ino, fh, offset) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let (inode, entries, parent) = match self.listing(ino, offset) {
             Ok(l) => l,
             Err(e) => return reply.error(errno("readdir", e)),
         };
         let dots = [(inode.st_ino(), "."), (parent, "..")];
         let total = entries.len() as u64 + 2;
+        if offset >= total {
+            // The end: the reading is over.
+            self.fs.dirs.done(inode.nodeid);
+        }
         for off in offset..total {
             let full = if off < 2 {
                 let (i, n) = dots[off as usize];
@@ -418,12 +411,15 @@ impl Filesystem for Fuse {
     /// READDIRPLUS: each entry comes with its lookup (one round trip instead
     /// of one per name for `ls -l`, `find`); each entry given takes one
     /// kernel reference, `.` and `..` none (node ID 0: no entry).
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let (inode, entries, parent) = match self.listing(ino, fh, offset) {
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let (inode, entries, parent) = match self.listing(ino, offset) {
             Ok(l) => l,
             Err(e) => return reply.error(errno("readdirplus", e)),
         };
         let total = entries.len() as u64 + 2;
+        if offset >= total {
+            self.fs.dirs.done(inode.nodeid);
+        }
         for off in offset..total {
             // An entry without lookup: node ID 0 (the kernel takes no
             // reference and looks the name up itself if it needs to).
@@ -459,11 +455,6 @@ impl Filesystem for Fuse {
                 break;
             }
         }
-        reply.ok();
-    }
-
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.fs.dirs.remove(&fh.0);
         reply.ok();
     }
 

@@ -59,7 +59,8 @@ pub struct UnionFs {
     pub ids: idmap::IdMapper,
     pub inodes: InodeTable,
     pub files: DashMap<u64, Arc<file::OpenFile>>,
-    pub dirs: DashMap<u64, Arc<readdir::DirHandle>>,
+    /// Merged listings being read.
+    pub dirs: readdir::Listings,
     /// FUSE passthrough state per inode with open files.
     pub passthrough: passthrough::Passthrough,
     next_fh: AtomicU64,
@@ -93,7 +94,7 @@ impl UnionFs {
             opts,
             inodes: InodeTable::default(),
             files: DashMap::new(),
-            dirs: DashMap::new(),
+            dirs: readdir::Listings::default(),
             passthrough: passthrough::Passthrough::new(pt_mode),
             next_fh: AtomicU64::new(1),
             override_owners: opts_override,

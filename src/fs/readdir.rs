@@ -1,4 +1,5 @@
-//! Merged directory listings, built once per open handle (stable offsets).
+//! Merged directory listings, built when a reading of the directory starts
+//! (stable offsets while it goes on).
 //!
 //! Upper entries first, then each merged lower's; the first occurrence of a
 //! name wins; whiteouts (char 0:0, `.wh.NAME`, and xattr whiteouts in lower
@@ -7,17 +8,18 @@
 //! appear. `d_ino` is the number `stat` shows (see `ino.rs`).
 
 use crate::fs::ino;
-use crate::fs::inode::{InodeState, RealObj};
+use crate::fs::inode::{Inode, InodeState, RealObj};
 use crate::fs::layers::Layers;
 use crate::fs::real::Real;
 use crate::fs::whiteout::{is_whiteout_stat, is_xattr_whiteout, WH_OPAQUE, WH_PREFIX};
 use crate::sys::at;
-use parking_lot::Mutex;
+use dashmap::DashMap;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
+use std::sync::Arc;
 
 /// One visible entry.
 #[derive(Clone, Debug)]
@@ -28,10 +30,39 @@ pub struct DirEntry {
     pub ino: u64,
 }
 
-/// An open directory: its entries, built at opendir and at rewind.
-#[derive(Debug)]
-pub struct DirHandle {
-    pub entries: Mutex<std::sync::Arc<Vec<DirEntry>>>,
+/// The listings being read, by directory node ID.
+///
+/// The daemon answers OPENDIR with ENOSYS: the kernel then sends no OPENDIR
+/// or RELEASEDIR at all (two round trips fewer per directory read) and keeps
+/// the listing in its page cache (`FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE` is its
+/// default then; every change of a directory comes through this mount and
+/// drops the cached pages). READDIR comes without a handle, so a reading is
+/// known by its offsets: offset 0 builds the listing (a rewind shows the
+/// directory as it is now), later offsets continue in it, and it goes once
+/// its last entry was sent or the kernel forgets the directory. A reading
+/// whose listing went meanwhile (another reader finished) continues in a new
+/// one: the same entries unless the directory changed.
+#[derive(Debug, Default)]
+pub struct Listings(DashMap<u64, Arc<Vec<DirEntry>>>);
+
+impl Listings {
+    /// The listing of directory `dir` to continue at `offset`.
+    pub fn at(&self, layers: &Layers, dir: &Inode, offset: u64) -> io::Result<Arc<Vec<DirEntry>>> {
+        if offset != 0 {
+            if let Some(l) = self.0.get(&dir.nodeid) {
+                return Ok(l.value().clone());
+            }
+        }
+        // Built outside the map's shard lock.
+        let l = Arc::new(entries_of(layers, &dir.snapshot())?);
+        self.0.insert(dir.nodeid, l.clone());
+        Ok(l)
+    }
+
+    /// The reading of `nodeid` reached its end, or the kernel forgot it.
+    pub fn done(&self, nodeid: u64) {
+        self.0.remove(&nodeid);
+    }
 }
 
 fn dtype_kind(d: u8) -> Option<u32> {

@@ -255,6 +255,92 @@ def cached_listings_and_negative_entries(L):
     return ops
 
 
+def _dir_walker(path):
+    """opendir/readdir/telldir/seekdir of libc (the offsets the kernel hands
+    through from the filesystem)."""
+    import ctypes
+
+    class Dirent(ctypes.Structure):
+        _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64), ("d_reclen", ctypes.c_ushort),
+                    ("d_type", ctypes.c_ubyte), ("d_name", ctypes.c_char * 256)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.restype = ctypes.POINTER(Dirent)
+    libc.readdir.argtypes = [ctypes.c_void_p]
+    libc.telldir.restype = ctypes.c_long
+    libc.telldir.argtypes = [ctypes.c_void_p]
+    libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    libc.closedir.argtypes = [ctypes.c_void_p]
+    libc.rewinddir.argtypes = [ctypes.c_void_p]
+    d = libc.opendir(path.encode())
+    if not d:
+        raise OSError(ctypes.get_errno(), "opendir")
+
+    def next_name():
+        e = libc.readdir(d)
+        return e.contents.d_name.decode() if e else None
+    return libc, d, next_name
+
+
+@scenario()
+def interleaved_and_abandoned_readings(L):
+    # Listings are known by their offsets alone (no OPENDIR): readings of one
+    # directory at once, one left half way, seekdir back, a reading that
+    # deletes as it goes, and a rewind after changes.
+    for i in range(1500):
+        L.file(1 if i % 3 else 0, f"big/entry-with-a-long-name-{i:04d}", "x")
+    for i in range(300):
+        L.file(1, f"del/f{i:03d}", "x")
+
+    def ops(r):
+        big = j(r, "big")
+        a, b = os.scandir(big), os.scandir(big)
+        seen_a, seen_b = [], []
+        for ea, eb in zip(a, b):
+            seen_a.append(ea.name)
+            seen_b.append(eb.name)
+        seen_a += [e.name for e in a]
+        seen_b += [e.name for e in b]
+        half = os.scandir(big)
+        first = [next(half).name for _ in range(700)]
+        full = sorted(os.listdir(big))
+        libc, d, next_name = _dir_walker(big)
+        for _ in range(900):
+            next_name()
+        pos = libc.telldir(d)
+        at_pos = [next_name() for _ in range(5)]
+        walked = 905
+        while next_name() is not None:
+            walked += 1
+        libc.seekdir(d, pos)
+        again = [next_name() for _ in range(5)]
+        libc.closedir(d)
+        half.close()
+        # rm -r's way: unlink each name as the reading returns it.
+        removed = 0
+        with os.scandir(j(r, "del")) as it:
+            for e in it:
+                os.unlink(e.path)
+                removed += 1
+        left = os.listdir(j(r, "del"))
+        # A rewind shows the directory as it is now.
+        libc, d, next_name = _dir_walker(big)
+        for _ in range(10):
+            next_name()
+        os.unlink(j(big, "entry-with-a-long-name-0001"))
+        write(j(big, "fresh"), "f")
+        libc.rewinddir(d)
+        after = []
+        while (n := next_name()) is not None:
+            after.append(n)
+        libc.closedir(d)
+        return [len(seen_a), sorted(seen_a) == sorted(seen_b), len(set(seen_a)), len(first), len(set(first)),
+                len(full), at_pos == again, walked == len(full) + 2, removed, left,
+                sorted(x for x in after if x not in (".", "..")) == sorted(os.listdir(big)), "fresh" in after,
+                "entry-with-a-long-name-0001" in after, result(os.rmdir, j(r, "del"))]
+    return ops
+
+
 # ------------------------------------- redirect_dir (on: unionfs's default)
 @scenario()
 def redirect_rename_in_place_and_back(L):
