@@ -156,6 +156,41 @@ fn set_override(ino: &Inode, fd: RawFd, a: &SetAttr) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Clear setuid, and setgid when group-executable: what the kernel does when
+/// a caller without CAP_FSETID writes, truncates or changes the owner. With
+/// HANDLE_KILLPRIV_V2 (asked for at INIT: it spares a GETXATTR round trip per
+/// write) the kernel leaves that to us and says when (the KILL_SUIDGID flags
+/// of WRITE, SETATTR and OPEN): our own real writes and truncations, made
+/// with CAP_FSETID, would keep the bits, and so would a recorded override mode.
+/// A setgid file that is not group-executable loses the bit only when the
+/// caller (`gid`, process `pid`) is not in its group, as in the kernel.
+pub fn kill_suidgid(fs: &UnionFs, ino: &Arc<Inode>, gid: u32, pid: u32) -> io::Result<()> {
+    if !ino.is_regular() {
+        return Ok(());
+    }
+    let a = fs.attr_of(ino, &getattr(ino)?);
+    let mode = a.perm as u32;
+    let mut kill = libc::S_ISUID;
+    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !in_group(gid, pid, a.gid)) {
+        kill |= libc::S_ISGID;
+    }
+    if mode & kill != 0 {
+        setattr(fs, ino, &SetAttr { mode: Some(mode & !kill), ..SetAttr::default() })?;
+    }
+    Ok(())
+}
+
+/// Whether a caller with primary group `gid` (process `pid`: its
+/// supplementary groups) is in group `group`.
+fn in_group(gid: u32, pid: u32, group: u32) -> bool {
+    gid == group
+        || std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(group)))
+        })
+}
+
 pub fn setattr(fs: &UnionFs, ino: &Arc<Inode>, a: &SetAttr) -> io::Result<at::Stat> {
     fs.check_writable()?;
     // Truncation needs the data (to zero: none); other changes only the

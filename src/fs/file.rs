@@ -111,7 +111,8 @@ fn io_mode(
     (on_lower, append, write): (bool, bool, bool),
     register: Register,
 ) -> io::Result<Io> {
-    let want = Want { fd, id: real.id(), on_lower, append, write, writable: fs.check_writable().is_ok() };
+    let sxid = fs.passthrough.enabled() && at::fstat(fd.as_raw_fd())?.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0;
+    let want = Want { fd, id: real.id(), on_lower, append, write, writable: fs.check_writable().is_ok(), sxid };
     fs.passthrough.attach(ino.nodeid, &want, register)
 }
 

@@ -167,6 +167,8 @@ impl Filesystem for Fuse {
             InitFlags::FUSE_BIG_WRITES,
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
+            // Setuid/setgid clearing is ours (see `attr::kill_suidgid`).
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ] {
             if config.capabilities().contains(cap) {
                 let _ = config.add_capabilities(cap);
@@ -227,7 +229,7 @@ impl Filesystem for Fuse {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -241,6 +243,7 @@ impl Filesystem for Fuse {
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
+        kill_suidgid: bool,
         reply: ReplyAttr,
     ) {
         let ids = &self.fs.ids;
@@ -253,7 +256,18 @@ impl Filesystem for Fuse {
         };
         let a =
             SetAttr { mode, uid, gid, size, atime: atime.map(time_of), mtime: mtime.map(time_of), fh: fh.map(|f| f.0) };
-        match self.inode(ino).and_then(|i| attr::setattr(&self.fs, &i, &a).map(|st| (i, st))) {
+        let r = self.inode(ino).and_then(|i| {
+            let st = attr::setattr(&self.fs, &i, &a)?;
+            // The kernel asks for a chown by anyone (our real chown already
+            // cleared what it clears for root) and for a truncation by a
+            // caller without CAP_FSETID.
+            if !kill_suidgid || a.mode.is_some() || (a.size.is_none() && req.uid() == 0) {
+                return Ok((i, st));
+            }
+            attr::kill_suidgid(&self.fs, &i, req.gid(), req.pid())?;
+            Ok((i.clone(), attr::getattr(&i)?))
+        });
+        match r {
             Ok((i, st)) => reply.attr(&self.ttl, &self.fs.attr_of(&i, &st)),
             Err(e) => reply.error(errno("setattr", e)),
         }
@@ -313,8 +327,18 @@ impl Filesystem for Fuse {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let r = self.inode(ino).and_then(|i| file::open(&self.fs, &i, flags.0, &|fd| reply.open_backing(fd)));
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, kill_suidgid: bool, reply: ReplyOpen) {
+        let r = self.inode(ino).and_then(|i| {
+            let opened = file::open(&self.fs, &i, flags.0, &|fd| reply.open_backing(fd))?;
+            if kill_suidgid {
+                // An O_TRUNC open by a caller without CAP_FSETID.
+                if let Err(e) = attr::kill_suidgid(&self.fs, &i, req.gid(), req.pid()) {
+                    file::release(&self.fs, opened.0);
+                    return Err(e);
+                }
+            }
+            Ok(opened)
+        });
         match r {
             Ok((fh, Io::Passthrough(b))) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
             Ok((fh, io)) => reply.opened(FileHandle(fh), open_flags(&io)),
@@ -338,16 +362,23 @@ impl Filesystem for Fuse {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            // A writer without CAP_FSETID (see `attr::kill_suidgid`).
+            let kill = |f: Arc<file::OpenFile>| attr::kill_suidgid(&self.fs, &f.inode, req.gid(), req.pid());
+            if let Err(e) = file::handle(&self.fs, fh.0).and_then(kill) {
+                return reply.error(errno("write", e));
+            }
+        }
         written(reply, file::write(&self.fs, fh.0, offset, data), "write");
     }
 

@@ -164,6 +164,10 @@ impl Inode {
         self.kind == libc::S_IFLNK
     }
 
+    pub fn is_regular(&self) -> bool {
+        self.kind == libc::S_IFREG
+    }
+
     /// A snapshot of the state (cheap: Arc clones), taken under the read lock.
     pub fn snapshot(&self) -> InodeState {
         self.state.read().clone()

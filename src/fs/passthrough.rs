@@ -112,6 +112,13 @@ pub struct Want<'a> {
     pub write: bool,
     /// The mount can copy up (has a writable upper layer).
     pub writable: bool,
+    /// The file is setuid or setgid: its writes must
+    /// reach the daemon, which clears the bits for callers without
+    /// CAP_FSETID (a passthrough write keeps them: the kernel leaves the
+    /// clearing to us, and the backing file is written with our
+    /// credentials). Such an open starts the inode in cached mode (it joins
+    /// a passthrough mode already there).
+    pub sxid: bool,
 }
 
 impl Passthrough {
@@ -158,7 +165,7 @@ impl Passthrough {
         let eligible = self.eligible(w);
         {
             let mut s = self.slots.entry(nodeid).or_default();
-            if let Some(io) = Self::join(&mut s, eligible, w.append, w)? {
+            if let Some(io) = Self::join(&mut s, eligible, w.append || w.sxid, w)? {
                 return Ok(io);
             }
         }
