@@ -341,33 +341,6 @@ def interleaved_and_abandoned_readings(L):
     return ops
 
 
-def as_user(fn, uid=65534):
-    """Run fn() in a child process with uid/gid `uid` (no CAP_FSETID); its
-    result or errno comes back."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            out = ("ok", fn())
-        except OSError as e:
-            out = ("err", e.errno)
-        except BaseException as e:  # noqa: BLE001 - reported, never hidden
-            out = ("exc", repr(e))
-        os.write(w, pickle.dumps(out))
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return pickle.loads(data)
-
-
 @scenario()
 def setuid_setgid_cleared_by_writes_of_others(L):
     # The kernel clears setuid (and setgid when group-executable) when a
@@ -389,12 +362,12 @@ def setuid_setgid_cleared_by_writes_of_others(L):
         # A file made through the mount (passthrough-eligible as root).
         write(j(r, "d", "new"), "n")
         os.chmod(j(r, "d", "new"), 0o4777)
-        out += [as_user(lambda: write(j(r, "d/w"), "x", os.O_WRONLY)),
-                as_user(lambda: os.truncate(j(r, "d/t"), 2)),
-                as_user(lambda: write(j(r, "d/o"), "y", os.O_WRONLY | os.O_TRUNC)),
-                as_user(lambda: write(j(r, "d/g"), "z", os.O_WRONLY | os.O_APPEND)),
-                as_user(lambda: write(j(r, "d/k"), "z", os.O_WRONLY)),
-                as_user(lambda: write(j(r, "d/new"), "u", os.O_WRONLY)),
+        out += [as_user(*NOBODY, write, j(r, "d/w"), "x", os.O_WRONLY),
+                as_user(*NOBODY, os.truncate, j(r, "d/t"), 2),
+                as_user(*NOBODY, write, j(r, "d/o"), "y", os.O_WRONLY | os.O_TRUNC),
+                as_user(*NOBODY, write, j(r, "d/g"), "z", os.O_WRONLY | os.O_APPEND),
+                as_user(*NOBODY, write, j(r, "d/k"), "z", os.O_WRONLY),
+                as_user(*NOBODY, write, j(r, "d/new"), "u", os.O_WRONLY),
                 result(write, j(r, "d/r"), "root", os.O_WRONLY), result(os.truncate, j(r, "d/r"), 1),
                 result(os.chown, j(r, "d/c"), 0, 0)]
         out += [(n, mode(n), read(j(r, "d", n))) for n in ("w", "t", "o", "g", "k", "new", "r", "c")]
