@@ -190,12 +190,17 @@ fi
 # ---- work dir, cleanup -----------------------------------------------------
 W=$(mktemp -d /var/tmp/unionfs-bench-programs.XXXXXX)
 DPID="" # the FUSE daemon of the current mount
+WPID="" # the running workload: timeout(1), leader of its process group
 
 mounts_under() { awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
 
 cleanup() {
     set +e
     local m left
+    if [ -n "$WPID" ]; then
+        kill -TERM -- "-$WPID" 2>/dev/null || kill -TERM "$WPID" 2>/dev/null
+        wait "$WPID" 2>/dev/null
+    fi
     for m in $(mounts_under); do umount "$m" 2>/dev/null || umount -l "$m"; done
     [ -n "$DPID" ] && wait_gone "$DPID"
     left=$(mounts_under)
@@ -340,7 +345,11 @@ timed() { # mnt function -> sets SECS, or returns 1 (last stderr line in ERR)
     : > "$STEPS"
     t0=$EPOCHREALTIME
     # arrays do not survive export: VENV_FLAGS is rebuilt from its string
-    timeout -k 5 "$CASE_TIMEOUT" bash -c 'read -ra VENV_FLAGS <<< "$VENV_FLAGS_STR"; cd "$1" && "$2"' _ "$1" "$2" 2> "$W/err" || rc=$?
+    # in the background, so that a signal's trap runs at once (cleanup stops it)
+    timeout -k 5 "$CASE_TIMEOUT" bash -c 'read -ra VENV_FLAGS <<< "$VENV_FLAGS_STR"; cd "$1" && "$2"' _ "$1" "$2" 2> "$W/err" &
+    WPID=$!
+    wait "$WPID" || rc=$?
+    WPID=""
     t1=$EPOCHREALTIME
     SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
     ERR=$(grep -v '^$' "$W/err" | tail -n 1 | cut -c1-120 | tr '\t' ' ')
