@@ -3,6 +3,11 @@
 #
 #   scripts/bench.sh [fs] [OPTIONS]      the filesystem: kernel overlay vs unionfs
 #                                        vs fuse-overlayfs (scripts/bench-fs.sh --help)
+#   scripts/bench.sh programs [OPTIONS]  real programs on the filesystem: git,
+#                                        sqlite, python venv/compileall/imports,
+#                                        make -j2, fsx, a random-ops mix; kernel
+#                                        overlay vs unionfs vs fuse-overlayfs
+#                                        (scripts/bench-programs.sh --help)
 #   scripts/bench.sh containers [RUNS]   create+mount+ls, disk and RSS per
 #                                        container, 100 mounts; vs podman
 #   scripts/bench.sh run [RUNS]          run --rm IMAGE true and exec, p50/p99;
@@ -15,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 case "${1:-fs}" in
     fs) [ $# -gt 0 ] && shift; exec ./bench-fs.sh "$@" ;;
+    programs) shift; exec ./bench-programs.sh "$@" ;;
     containers) shift; exec ./bench-containers.sh "$@" ;;
     run) shift; exec ./bench-run.sh "$@" ;;
     registry) shift; exec ./bench-registry.sh "$@" ;;
@@ -26,7 +32,7 @@ case "${1:-fs}" in
         ;;
     -*) exec ./bench-fs.sh "$@" ;;
     *)
-        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,/^set -euo/p' "$(basename "$0")" | sed '$d; s/^# \{0,1\}//'
         exit 2
         ;;
 esac
