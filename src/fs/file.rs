@@ -141,17 +141,7 @@ pub fn handle_fd(fs: &UnionFs, fh: u64) -> io::Result<Fd> {
 
 pub fn read(fs: &UnionFs, fh: u64, off: u64, size: u32) -> io::Result<Vec<u8>> {
     let f = handle_fd(fs, fh)?;
-    let mut buf = vec![0u8; size as usize];
-    let mut done = 0;
-    while done < buf.len() {
-        let n = at::pread(f.as_raw_fd(), &mut buf[done..], (off + done as u64) as i64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    buf.truncate(done);
-    Ok(buf)
+    at::pread_vec(f.as_raw_fd(), size as usize, off as i64)
 }
 
 pub fn write(fs: &UnionFs, fh: u64, off: u64, data: &[u8]) -> io::Result<u32> {

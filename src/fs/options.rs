@@ -83,6 +83,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Worker threads (0 = one per core).
     pub threads: usize,
+    /// How long a worker keeps reading after a request before it sleeps
+    /// (`spin=MICROSECONDS`; 0: at once).
+    pub spin: Duration,
     /// fsync copied-up data and honour fsync requests (off with `volatile`/`fsync=0`).
     pub fsync: bool,
     pub redirect_dir: RedirectDir,
@@ -121,6 +124,7 @@ impl Default for Options {
             workdir: None,
             timeout: Duration::from_secs(86400),
             threads: 0,
+            spin: Duration::from_micros(100),
             fsync: true,
             redirect_dir: RedirectDir::On,
             metacopy: false,
@@ -251,6 +255,7 @@ impl Options {
                     }
                 }
                 "threads" => self.threads = parse_u32(&key, &v()?)? as usize,
+                "spin" => self.spin = Duration::from_micros(parse_u32(&key, &v()?)?.min(100_000) as u64),
                 "fsync" => self.fsync = parse_bool(&key, &v()?)?,
                 "volatile" => self.fsync = false,
                 "redirect_dir" => self.redirect_dir = RedirectDir::parse(&v()?)?,
@@ -327,7 +332,7 @@ Without upperdir the mount is read-only.
 
   -f            stay in the foreground
   -d            debug log (implies -f)
-  -o OPTIONS    lowerdir=, upperdir=, workdir=, timeout=SECS, threads=N,
+  -o OPTIONS    lowerdir=, upperdir=, workdir=, timeout=SECS, threads=N, spin=USECS,
                 fsync=0|1, volatile, redirect_dir=, metacopy=, index=, userxattr,
                 allow_other, allow_root, ro, nosuid, nodev, noexec, noatime,
                 fsname=, subtype=, uidmapping=, gidmapping=, squash_to_root,
@@ -427,6 +432,7 @@ mod tests {
         assert_eq!(opts.lowerdirs, vec![PathBuf::from("/a"), PathBuf::from("/b:c")]);
         assert_eq!(opts.upperdir, Some(PathBuf::from("/u")));
         assert!(!opts.fsync);
+        assert_eq!(opts.spin, Duration::from_micros(100));
         assert_eq!(opts.uid_map, vec![IdMap { inside: 0, outside: 100000, len: 65536 }]);
         assert_eq!(mountpoint, PathBuf::from("/mnt"));
         assert!(!foreground);
@@ -434,8 +440,9 @@ mod tests {
 
     #[test]
     fn parses_mount_fuse_form_and_flags() {
-        let c = parse_args(&args(&["none", "/m", "-o", "lowerdir=/l,ro,nosuid,bogus", "-f"]));
+        let c = parse_args(&args(&["none", "/m", "-o", "lowerdir=/l,ro,nosuid,bogus,spin=0", "-f"]));
         let Command::Mount { opts, mountpoint, foreground, .. } = c.unwrap() else { panic!() };
+        assert!(opts.spin.is_zero());
         assert_eq!(mountpoint, PathBuf::from("/m"));
         assert!(foreground && opts.read_only);
         assert_eq!(opts.mount_flags, vec!["nosuid".to_string()]);

@@ -140,6 +140,9 @@ fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedF
         SessionACL::Owner
     };
     config.acl = acl;
+    // A worker that just answered keeps reading a moment: a busy caller's
+    // next request then needs no wake-up (see vendor/README.md).
+    fuser::set_receive_spin(opts.spin);
     config.n_threads = Some(threads);
     config.clone_fd = true;
     let fs = UnionFs::new(layers, opts.clone()).map_err(|e| format!("cannot start: {e}"))?;

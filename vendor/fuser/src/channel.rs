@@ -1,12 +1,23 @@
 use std::io;
 use std::os::fd::AsFd;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use nix::errno::Errno;
 
 use crate::dev_fuse::DevFuse;
 use crate::passthrough::BackingId;
+
+/// unionfs patch: how long a thread keeps reading after a request before it
+/// sleeps (microseconds; 0: it sleeps at once, the release's behaviour).
+static RECEIVE_SPIN_US: AtomicU64 = AtomicU64::new(0);
+
+/// unionfs patch: set the spin time of every channel's receive (see
+/// `Channel::receive`); call it before the session starts.
+pub fn set_receive_spin(d: std::time::Duration) {
+    RECEIVE_SPIN_US.store(d.as_micros() as u64, Ordering::Relaxed);
+}
 
 /// A raw communication channel to the FUSE kernel driver
 #[derive(Debug, Clone)]
@@ -23,12 +34,48 @@ impl Channel {
     /// given path. The kernel driver will delegate filesystem operations of
     /// the given path to the channel.
     pub(crate) fn new(device: Arc<DevFuse>) -> Self {
+        // unionfs patch: a spinning receive needs a non-blocking descriptor
+        // (if that fails, reads block: no spinning, nothing else changes).
+        if RECEIVE_SPIN_US.load(Ordering::Relaxed) != 0 {
+            use nix::fcntl::{fcntl, FcntlArg, OFlag};
+            if let Ok(fl) = fcntl(&*device, FcntlArg::F_GETFL) {
+                let _ = fcntl(&*device, FcntlArg::F_SETFL(OFlag::from_bits_retain(fl) | OFlag::O_NONBLOCK));
+            }
+        }
         Self(device)
     }
 
     /// Receives data up to the capacity of the given buffer (can block).
+    ///
+    /// unionfs patch: with a spin time set (`set_receive_spin`) the
+    /// descriptor is non-blocking and, after a request, the thread keeps
+    /// reading for up to that long before it sleeps in poll(2): a request
+    /// that comes meanwhile (a busy caller's next one usually does) needs no
+    /// wake-up of a sleeping thread, which costs more than the request
+    /// itself on a virtual machine.
     fn receive(&self, buffer: &mut [u8]) -> nix::Result<usize> {
-        nix::unistd::read(&self.0, buffer)
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let spin = std::time::Duration::from_micros(RECEIVE_SPIN_US.load(Ordering::Relaxed));
+        if spin.is_zero() {
+            return nix::unistd::read(&self.0, buffer);
+        }
+        let start = std::time::Instant::now();
+        loop {
+            match nix::unistd::read(&self.0, buffer) {
+                // Runnable work of this CPU (often the caller) goes first.
+                Err(Errno::EAGAIN) if start.elapsed() < spin => {
+                    let _ = nix::sched::sched_yield();
+                }
+                Err(Errno::EAGAIN) => {
+                    let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+                    match poll(&mut fds, PollTimeout::NONE) {
+                        Ok(_) | Err(Errno::EINTR) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Receives data up to the capacity of the given buffer (can block),

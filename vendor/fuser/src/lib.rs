@@ -30,6 +30,8 @@ use serde::Deserialize;
 use serde::Serialize;
 
 pub use crate::access_flags::AccessFlags;
+// unionfs patch: see `Channel::receive`.
+pub use crate::channel::set_receive_spin;
 pub use crate::bsd_file_flags::BsdFileFlags;
 use crate::forget_one::ForgetOne;
 pub use crate::ll::Errno;
