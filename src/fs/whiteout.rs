@@ -126,13 +126,43 @@ pub fn create_whiteout(dirfd: RawFd, name: &OsStr) -> io::Result<()> {
     }
 }
 
+/// The work dir's shared whiteout: every whiteout made is a hard link of it,
+/// as the kernel overlay makes them (one 0:0 inode; `rm -rf` of a lower tree
+/// allocates no inode per name). Made when first needed, replaced when it
+/// has as many links as the filesystem allows; the mount empties the work
+/// dir, so it never outlives the next mount.
+pub const SHARED_WHITEOUT: &str = "#whiteout";
+
+/// A whiteout named `tmp` in the work dir: a link of the shared one, else
+/// (hard links refused) a device of its own.
+fn work_whiteout(work: RawFd, tmp: &OsStr) -> io::Result<()> {
+    let shared = OsStr::new(SHARED_WHITEOUT);
+    for _ in 0..3 {
+        match at::linkat(work, shared, work, tmp) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => match at::mknodat(work, shared, libc::S_IFCHR, 0) {
+                // EEXIST: another thread made it meanwhile.
+                Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+                _ => {}
+            },
+            Err(e) if e.raw_os_error() == Some(libc::EMLINK) => {
+                let fresh = temp_name();
+                at::mknodat(work, &fresh, libc::S_IFCHR, 0)?;
+                at::renameat2(work, &fresh, work, shared, 0)?;
+            }
+            Err(_) => break,
+        }
+    }
+    at::mknodat(work, tmp, libc::S_IFCHR, 0)
+}
+
 /// Put a whiteout at `upperdir/name`, atomically replacing what is there
 /// (`exchange`: swap with an existing directory, which the caller then removes
 /// from the work dir; the returned name is that staged entry).
 pub fn whiteout_over(layers: &Layers, upperdir: RawFd, name: &OsStr, exchange: bool) -> io::Result<Option<OsString>> {
     let work = layers.work_fd()?;
     let tmp = temp_name();
-    at::mknodat(work, &tmp, libc::S_IFCHR, 0)?;
+    work_whiteout(work, &tmp)?;
     let flags = if exchange { at::RENAME_EXCHANGE } else { 0 };
     if let Err(e) = at::renameat2(work, &tmp, upperdir, name, flags) {
         let _ = at::unlinkat(work, &tmp, 0);
