@@ -164,9 +164,10 @@ fn set_override(ino: &Inode, fd: RawFd, a: &SetAttr) -> io::Result<bool> {
 /// with CAP_FSETID, would keep the bits, and so would a recorded override mode.
 /// A setgid file that is not group-executable loses the bit only when the
 /// caller (`gid`, process `pid`) is not in its group, as in the kernel.
-pub fn kill_suidgid(fs: &UnionFs, ino: &Arc<Inode>, gid: u32, pid: u32) -> io::Result<()> {
+/// Returns the new attributes when it changed the mode.
+pub fn kill_suidgid(fs: &UnionFs, ino: &Arc<Inode>, gid: u32, pid: u32) -> io::Result<Option<at::Stat>> {
     if !ino.is_regular() {
-        return Ok(());
+        return Ok(None);
     }
     let a = fs.attr_of(ino, &getattr(ino)?);
     let mode = a.perm as u32;
@@ -174,10 +175,10 @@ pub fn kill_suidgid(fs: &UnionFs, ino: &Arc<Inode>, gid: u32, pid: u32) -> io::R
     if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !in_group(gid, pid, a.gid)) {
         kill |= libc::S_ISGID;
     }
-    if mode & kill != 0 {
-        setattr(fs, ino, &SetAttr { mode: Some(mode & !kill), ..SetAttr::default() })?;
+    if mode & kill == 0 {
+        return Ok(None);
     }
-    Ok(())
+    setattr(fs, ino, &SetAttr { mode: Some(mode & !kill), ..SetAttr::default() }).map(Some)
 }
 
 /// Whether a caller with primary group `gid` (process `pid`: its

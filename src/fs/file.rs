@@ -111,8 +111,7 @@ fn io_mode(
     (on_lower, append, write): (bool, bool, bool),
     register: Register,
 ) -> io::Result<Io> {
-    let sxid = fs.passthrough.enabled() && at::fstat(fd.as_raw_fd())?.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0;
-    let want = Want { fd, id: real.id(), on_lower, append, write, writable: fs.check_writable().is_ok(), sxid };
+    let want = Want { fd, id: real.id(), on_lower, append, write, writable: fs.check_writable().is_ok() };
     fs.passthrough.attach(ino.nodeid, &want, register)
 }
 

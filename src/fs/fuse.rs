@@ -138,13 +138,17 @@ impl Fuse {
     }
 
     /// The listing of directory `ino` to continue at `offset` (see
-    /// `readdir::Listings`), and the parent's st_ino for `..`.
+    /// `readdir::Listings`; a call past its end, `.` and `..` included, ends
+    /// the reading), and the parent's st_ino for `..`.
     fn listing(&self, ino: INodeNo, offset: u64) -> io::Result<(Arc<Inode>, Arc<Vec<DirEntry>>, u64)> {
         let inode = self.inode(ino)?;
         if !inode.is_dir() {
             return Err(lookup::err(libc::ENOTDIR));
         }
         let entries = self.fs.dirs.at(&self.fs.layers, &inode, offset)?;
+        if offset >= entries.len() as u64 + 2 {
+            self.fs.dirs.done(inode.nodeid);
+        }
         let parent = inode.parent().map_or(inode.st_ino(), |p| p.st_ino());
         Ok((inode, entries, parent))
     }
@@ -264,8 +268,8 @@ impl Filesystem for Fuse {
             if !kill_suidgid || a.mode.is_some() || (a.size.is_none() && req.uid() == 0) {
                 return Ok((i, st));
             }
-            attr::kill_suidgid(&self.fs, &i, req.gid(), req.pid())?;
-            Ok((i.clone(), attr::getattr(&i)?))
+            let st = attr::kill_suidgid(&self.fs, &i, req.gid(), req.pid())?.unwrap_or(st);
+            Ok((i, st))
         });
         match r {
             Ok((i, st)) => reply.attr(&self.ttl, &self.fs.attr_of(&i, &st)),
@@ -374,7 +378,7 @@ impl Filesystem for Fuse {
     ) {
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
             // A writer without CAP_FSETID (see `attr::kill_suidgid`).
-            let kill = |f: Arc<file::OpenFile>| attr::kill_suidgid(&self.fs, &f.inode, req.gid(), req.pid());
+            let kill = |f: Arc<file::OpenFile>| attr::kill_suidgid(&self.fs, &f.inode, req.gid(), req.pid()).map(drop);
             if let Err(e) = file::handle(&self.fs, fh.0).and_then(kill) {
                 return reply.error(errno("write", e));
             }
@@ -420,10 +424,6 @@ impl Filesystem for Fuse {
         };
         let dots = [(inode.st_ino(), "."), (parent, "..")];
         let total = entries.len() as u64 + 2;
-        if offset >= total {
-            // The end: the reading is over.
-            self.fs.dirs.done(inode.nodeid);
-        }
         for off in offset..total {
             let full = if off < 2 {
                 let (i, n) = dots[off as usize];
@@ -448,9 +448,6 @@ impl Filesystem for Fuse {
             Err(e) => return reply.error(errno("readdirplus", e)),
         };
         let total = entries.len() as u64 + 2;
-        if offset >= total {
-            self.fs.dirs.done(inode.nodeid);
-        }
         for off in offset..total {
             // An entry without lookup: node ID 0 (the kernel takes no
             // reference and looks the name up itself if it needs to).

@@ -29,11 +29,12 @@
 //! write open of a running program does): the kernel has no mode for it.
 
 use crate::fs::options::PassthroughMode;
+use crate::sys::at;
 use dashmap::DashMap;
 use fuser::BackingId;
 use log::debug;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -112,13 +113,6 @@ pub struct Want<'a> {
     pub write: bool,
     /// The mount can copy up (has a writable upper layer).
     pub writable: bool,
-    /// The file is setuid or setgid: its writes must
-    /// reach the daemon, which clears the bits for callers without
-    /// CAP_FSETID (a passthrough write keeps them: the kernel leaves the
-    /// clearing to us, and the backing file is written with our
-    /// credentials). Such an open starts the inode in cached mode (it joins
-    /// a passthrough mode already there).
-    pub sxid: bool,
 }
 
 impl Passthrough {
@@ -163,9 +157,17 @@ impl Passthrough {
             return Ok(Io::Cached { keep_cache: true });
         }
         let eligible = self.eligible(w);
+        // A setuid or setgid file starts its inode in cached mode (it joins a
+        // passthrough mode already there): its writes must reach the daemon,
+        // which clears the bits for callers without CAP_FSETID (a passthrough
+        // write keeps them: the kernel leaves the clearing to us, and the
+        // backing file is written with our credentials). Checked before the
+        // shard lock, and only for an open that could start passthrough.
+        let cached_first =
+            w.append || (eligible && at::fstat(w.fd.as_raw_fd())?.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0);
         {
             let mut s = self.slots.entry(nodeid).or_default();
-            if let Some(io) = Self::join(&mut s, eligible, w.append || w.sxid, w)? {
+            if let Some(io) = Self::join(&mut s, eligible, cached_first, w)? {
                 return Ok(io);
             }
         }
