@@ -62,90 +62,41 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 HELPER=$ROOT/scripts/bench_helper.py
 
-RUNS=3 SHARE_MB=0 BIG_MB=1024 WRITE_MB=1024 RR_MB=256 TOUCH_N=2000
-TREE=include ONLY="" WANT_TARGETS="" UNIONFS_BIN="" INSTALL=1 OUT="" RAW="" CASE_TIMEOUT=600
-COMPARE_BINS=() COMPARE_LABELS=() COMPARE_OPTS=() UNIONFS_OPTS=""
-
-die() { echo "bench.sh: $*" >&2; exit 2; }
-need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
-num() { [[ $2 =~ ^[0-9]+$ ]] || die "$1: not a number: $2"; }
+BENCH_NAME=bench.sh
+. "$ROOT/scripts/bench-lib.sh"
+SHARE_MB=0 BIG_MB=1024 WRITE_MB=1024 RR_MB=256 TOUCH_N=2000 TREE=include
 
 while [ $# -gt 0 ]; do
+    common_opt "$@"
+    if [ "$USED" -gt 0 ]; then
+        shift "$USED"
+        continue
+    fi
     case $1 in
-    --runs) need_arg "$@"; num "$1" "$2"; RUNS=$2; shift ;;
     --share-mb) need_arg "$@"; num "$1" "$2"; SHARE_MB=$2; shift ;;
     --big-mb) need_arg "$@"; num "$1" "$2"; BIG_MB=$2; shift ;;
     --write-mb) need_arg "$@"; num "$1" "$2"; WRITE_MB=$2; shift ;;
     --randread-mb) need_arg "$@"; num "$1" "$2"; RR_MB=$2; shift ;;
     --touch) need_arg "$@"; num "$1" "$2"; TOUCH_N=$2; shift ;;
     --tree) need_arg "$@"; TREE=$2; shift ;;
-    --only) need_arg "$@"; ONLY=$2; shift ;;
-    --targets) need_arg "$@"; WANT_TARGETS=$2; shift ;;
-    --unionfs) need_arg "$@"; UNIONFS_BIN=$(realpath -e "$2") || die "no such file: $2"; shift ;;
-    --compare) need_arg "$@"; COMPARE_BINS+=("$(realpath -e "$2")") || die "no such file: $2"; shift ;;
-    --compare-label) need_arg "$@"; COMPARE_LABELS+=("$2"); shift ;;
-    --unionfs-opts) need_arg "$@"; UNIONFS_OPTS=$2; shift ;;
-    --compare-opts) need_arg "$@"; COMPARE_OPTS+=("$2"); shift ;;
-    --no-install) INSTALL=0 ;;
-    --out) need_arg "$@"; OUT=$2; shift ;;
-    --raw) need_arg "$@"; RAW=$2; shift ;;
-    --timeout) need_arg "$@"; num "$1" "$2"; CASE_TIMEOUT=$2; shift ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
 done
-[ "$RUNS" -ge 1 ] || die "--runs must be at least 1"
+need_root_and_overlay "kernel overlay mounts, drop_caches"
 [ "$BIG_MB" -ge 1 ] || die "--big-mb must be at least 1"
-[ "$(id -u)" = 0 ] || die "needs root (kernel overlay mounts, drop_caches)"
-grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
-grep -qw overlay /proc/filesystems || die "the kernel has no overlay filesystem"
 
 # ---- tools ---------------------------------------------------------------
 if [ "$INSTALL" = 1 ]; then
     missing=()
     command -v fio >/dev/null || missing+=(fio)
     command -v fuse-overlayfs >/dev/null || missing+=(fuse-overlayfs)
-    if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
-        echo "== installing ${missing[*]}" >&2
-        { apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
-            { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; }; } ||
-            echo "bench.sh: could not install ${missing[*]}; going on without" >&2
-    fi
+    install_missing "${missing[@]}"
 fi
 HAVE_FIO=0
 command -v fio >/dev/null && HAVE_FIO=1
 
-if [ -z "$UNIONFS_BIN" ]; then
-    echo "== cargo build --release --bin unionfs" >&2
-    ${CARGO_LOCK:+flock "$CARGO_LOCK"} cargo build --release --quiet --bin unionfs
-    UNIONFS_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/unionfs
-    [ -x "$UNIONFS_BIN" ] || die "build made no $UNIONFS_BIN"
-fi
-
-# targets: label -> kind and binary
-declare -A KIND BIN TOPTS
-TARGETS=(kernel unionfs)
-KIND[kernel]=kernel
-KIND[unionfs]=unionfs BIN[unionfs]=$UNIONFS_BIN TOPTS[unionfs]=$UNIONFS_OPTS
-for i in "${!COMPARE_BINS[@]}"; do
-    label=${COMPARE_LABELS[$i]:-compare$([ "$i" = 0 ] || echo $((i + 1)))}
-    [ -z "${KIND[$label]:-}" ] || die "duplicate target label: $label"
-    TARGETS+=("$label")
-    KIND[$label]=unionfs BIN[$label]=${COMPARE_BINS[$i]} TOPTS[$label]=${COMPARE_OPTS[$i]:-}
-done
-if command -v fuse-overlayfs >/dev/null; then
-    TARGETS+=(fuse-overlayfs)
-    KIND[fuse-overlayfs]=fuse-overlayfs BIN[fuse-overlayfs]=$(command -v fuse-overlayfs)
-fi
-if [ -n "$WANT_TARGETS" ]; then
-    sel=(kernel) # ratios are to the kernel: it always runs
-    for t in "${TARGETS[@]}"; do
-        [ "$t" = kernel ] && continue
-        [[ ",$WANT_TARGETS," == *",$t,"* ]] && sel+=("$t")
-    done
-    TARGETS=("${sel[@]}")
-fi
+setup_targets
 
 WORKLOADS=(walk-cold walk-warm read-big-cold read-big-warm read-small randread-4k
     copyup-touch copyup-big create-untar delete-tree rename-dir rename-dir-redirect write-seq)

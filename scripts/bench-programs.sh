@@ -72,20 +72,19 @@ ROOT=$PWD
 HELPER=$ROOT/scripts/bench_programs.py
 PICK=$ROOT/scripts/bench_helper.py
 
-RUNS=3 GIT_FILES=4000 GIT_TOUCH=50 SQL_ROWS=20000 SQL_TXNS=200 MAKE_FILES=200
+BENCH_NAME=bench-programs.sh
+. "$ROOT/scripts/bench-lib.sh"
+GIT_FILES=4000 GIT_TOUCH=50 SQL_ROWS=20000 SQL_TXNS=200 MAKE_FILES=200
 FSX_OPS=50000 MIX_SECS=60 MIX_PROCS=4 SEED=1
 MIX_DIRS=16 MIX_FILES=24 # per process: 16 dirs of 24 files (~390 files)
-ONLY="" WANT_TARGETS="" UNIONFS_BIN="" INSTALL=1 OUT="" RAW="" CASE_TIMEOUT=600
-COMPARE_BINS=() COMPARE_LABELS=() COMPARE_OPTS=() UNIONFS_OPTS=""
-
-die() { echo "bench-programs.sh: $*" >&2; exit 2; }
-need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
-num() { [[ $2 =~ ^[0-9]+$ ]] || die "$1: not a number: $2"; }
 
 while [ $# -gt 0 ]; do
+    common_opt "$@"
+    if [ "$USED" -gt 0 ]; then
+        shift "$USED"
+        continue
+    fi
     case $1 in
-    --runs) need_arg "$@"; num "$1" "$2"; RUNS=$2; shift ;;
-    --only) need_arg "$@"; ONLY=$2; shift ;;
     --git-files) need_arg "$@"; num "$1" "$2"; GIT_FILES=$2; shift ;;
     --git-touch) need_arg "$@"; num "$1" "$2"; GIT_TOUCH=$2; shift ;;
     --sqlite-rows) need_arg "$@"; num "$1" "$2"; SQL_ROWS=$2; shift ;;
@@ -95,29 +94,15 @@ while [ $# -gt 0 ]; do
     --mix-seconds) need_arg "$@"; num "$1" "$2"; MIX_SECS=$2; shift ;;
     --mix-procs) need_arg "$@"; num "$1" "$2"; MIX_PROCS=$2; shift ;;
     --seed) need_arg "$@"; num "$1" "$2"; SEED=$2; shift ;;
-    --targets) need_arg "$@"; WANT_TARGETS=$2; shift ;;
-    --unionfs) need_arg "$@"; UNIONFS_BIN=$(realpath -e "$2") || die "no such file: $2"; shift ;;
-    --compare) need_arg "$@"; COMPARE_BINS+=("$(realpath -e "$2")") || die "no such file: $2"; shift ;;
-    --compare-label) need_arg "$@"; COMPARE_LABELS+=("$2"); shift ;;
-    --unionfs-opts) need_arg "$@"; UNIONFS_OPTS=$2; shift ;;
-    --compare-opts) need_arg "$@"; COMPARE_OPTS+=("$2"); shift ;;
-    --no-install) INSTALL=0 ;;
-    --out) need_arg "$@"; OUT=$2; shift ;;
-    --raw) need_arg "$@"; RAW=$2; shift ;;
-    --timeout) need_arg "$@"; num "$1" "$2"; CASE_TIMEOUT=$2; shift ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
 done
-[ "$RUNS" -ge 1 ] || die "--runs must be at least 1"
+need_root_and_overlay "kernel overlay mounts"
 [ "$GIT_FILES" -ge 1 ] || die "--git-files must be at least 1"
 [ "$SQL_TXNS" -ge 1 ] && [ "$SQL_ROWS" -ge "$SQL_TXNS" ] || die "--sqlite-rows must be at least --sqlite-txns (>= 1)"
 [ "$MAKE_FILES" -ge 1 ] || die "--make-files must be at least 1"
 [ "$MIX_SECS" -ge 1 ] && [ "$MIX_PROCS" -ge 1 ] || die "--mix-seconds and --mix-procs must be at least 1"
-[ "$(id -u)" = 0 ] || die "needs root (kernel overlay mounts)"
-grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
-grep -qw overlay /proc/filesystems || die "the kernel has no overlay filesystem"
 
 WORKLOADS=(git sqlite python make fsx mix)
 if [ -n "$ONLY" ]; then
@@ -140,12 +125,7 @@ if [ "$INSTALL" = 1 ]; then
     wants make && ! command -v make >/dev/null && missing+=(make)
     wants python && ! have_ensurepip && [[ $PY == /usr/bin/* ]] && missing+=(python3-venv)
     command -v fuse-overlayfs >/dev/null || missing+=(fuse-overlayfs)
-    if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
-        echo "== installing ${missing[*]}" >&2
-        { apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
-            { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; }; } ||
-            echo "bench-programs.sh: could not install ${missing[*]}; going on without" >&2
-    fi
+    install_missing "${missing[@]}"
 fi
 VENV_FLAGS=()
 have_ensurepip || VENV_FLAGS=(--without-pip)
@@ -156,36 +136,7 @@ command -v gcc >/dev/null && command -v make >/dev/null || SKIP[make]="no gcc or
 "$PY" -c 'import sqlite3' 2>/dev/null || SKIP[sqlite]="no sqlite3 module"
 "$PY" -c 'import venv' 2>/dev/null || SKIP[python]="no venv module"
 
-if [ -z "$UNIONFS_BIN" ]; then
-    echo "== cargo build --release --bin unionfs" >&2
-    ${CARGO_LOCK:+flock "$CARGO_LOCK"} cargo build --release --quiet --bin unionfs
-    UNIONFS_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/unionfs
-    [ -x "$UNIONFS_BIN" ] || die "build made no $UNIONFS_BIN"
-fi
-
-# targets: label -> kind and binary
-declare -A KIND BIN TOPTS
-TARGETS=(kernel unionfs)
-KIND[kernel]=kernel
-KIND[unionfs]=unionfs BIN[unionfs]=$UNIONFS_BIN TOPTS[unionfs]=$UNIONFS_OPTS
-for i in "${!COMPARE_BINS[@]}"; do
-    label=${COMPARE_LABELS[$i]:-compare$([ "$i" = 0 ] || echo $((i + 1)))}
-    [ -z "${KIND[$label]:-}" ] || die "duplicate target label: $label"
-    TARGETS+=("$label")
-    KIND[$label]=unionfs BIN[$label]=${COMPARE_BINS[$i]} TOPTS[$label]=${COMPARE_OPTS[$i]:-}
-done
-if command -v fuse-overlayfs >/dev/null; then
-    TARGETS+=(fuse-overlayfs)
-    KIND[fuse-overlayfs]=fuse-overlayfs BIN[fuse-overlayfs]=$(command -v fuse-overlayfs)
-fi
-if [ -n "$WANT_TARGETS" ]; then
-    sel=(kernel) # ratios are to the kernel: it always runs
-    for t in "${TARGETS[@]}"; do
-        [ "$t" = kernel ] && continue
-        [[ ",$WANT_TARGETS," == *",$t,"* ]] && sel+=("$t")
-    done
-    TARGETS=("${sel[@]}")
-fi
+setup_targets
 
 # ---- work dir, cleanup -----------------------------------------------------
 W=$(mktemp -d /var/tmp/unionfs-bench-programs.XXXXXX)
