@@ -71,25 +71,35 @@ def fmt_secs(s):
     return f"{s:.3f} s" if s < 1 else f"{s:.2f} s"
 
 
-def cmd_table(results, targets):
-    # results: workload \t target \t run \t value|FAIL \t note
-    order, data, fails, rss = [], {}, {}, {}
-    with open(results) as f:
+def read_results(path):
+    """A results file (workload \t target \t run \t value|FAIL|SKIP \t
+    note, a line per run), also read by bench_programs.py: the workloads in
+    order of appearance, and by (workload, target) the values, the notes of
+    the failed runs and the note of a skipped one."""
+    order, data, fails, skips = [], {}, {}, {}
+    with open(path) as f:
         for line in f:
             parts = line.rstrip("\n").split("\t")
             if len(parts) < 4:
                 continue
             wl, tgt, _run, val = parts[:4]
             note = parts[4] if len(parts) > 4 else ""
-            if wl == "rss":
-                rss.setdefault(tgt, []).append(float(val))
-                continue
             if wl not in order:
                 order.append(wl)
             if val == "FAIL":
                 fails.setdefault((wl, tgt), []).append(note or "failed")
+            elif val == "SKIP":
+                skips[(wl, tgt)] = note
             else:
                 data.setdefault((wl, tgt), []).append(float(val))
+    return order, data, fails, skips
+
+
+def cmd_table(results, targets):
+    # workload "rss": the daemon's peak RSS (KiB), a row of its own
+    order, data, fails, _ = read_results(results)
+    rss = {tgt: v for (wl, tgt), v in data.items() if wl == "rss"}
+    order = [wl for wl in order if wl != "rss"]
     base = targets[0]
     print("| workload | " + " | ".join(targets) + " |")
     print("|---" * (len(targets) + 1) + "|")

@@ -593,22 +593,10 @@ def cmd_table(results, targets):
     # "mix" is ops/s, everything else seconds
     import statistics
 
-    order, data, fails, skips = [], {}, {}, {}
-    with open(results) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 4:
-                continue
-            wl, tgt, _run, val = parts[:4]
-            note = parts[4] if len(parts) > 4 else ""
-            if wl not in order:
-                order.append(wl)
-            if val == "FAIL":
-                fails.setdefault((wl, tgt), []).append(note or "failed")
-            elif val == "SKIP":
-                skips[(wl, tgt)] = note
-            else:
-                data.setdefault((wl, tgt), []).append(float(val))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_helper import read_results
+
+    order, data, fails, skips = read_results(results)
     base = targets[0]
 
     def fmt(wl, v):
