@@ -108,31 +108,7 @@ if [ -n "$ONLY" ]; then
 fi
 
 # ---- work dir, cleanup -----------------------------------------------------
-W=$(mktemp -d /var/tmp/unionfs-bench.XXXXXX)
-DPID="" # the FUSE daemon of the current mount
-
-mounts_under() { awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
-
-cleanup() {
-    set +e
-    local m left
-    for m in $(mounts_under); do umount "$m" 2>/dev/null || umount -l "$m"; done
-    [ -n "$DPID" ] && wait_gone "$DPID"
-    left=$(mounts_under)
-    if [ -z "$left" ]; then
-        rm -rf --one-file-system "$W"
-    else
-        echo "bench.sh: still mounted, $W kept: $left" >&2
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-wait_gone() { # pid: wait up to 20 s for a daemon to exit after its unmount
-    local i
-    for i in $(seq 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-    echo "bench.sh: daemon $1 still running 20 s after unmount" >&2
-}
+bench_workdir unionfs-bench
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
@@ -158,31 +134,6 @@ echo "== $ENTRIES entries in the lowers; targets: ${TARGETS[*]}; $RUNS runs" >&2
 
 # everything the warm cases read, in the page cache
 warm_lowers() { tar -C "$W" -cf - lower-top lower-bottom untar.tar 2> /dev/null | cat > /dev/null || true; }
-
-# ---- mounts ----------------------------------------------------------------
-do_mount() { # target rundir extra-opts
-    local t=$1 d=$2 extra=$3 mnt=$2/mnt
-    [ -z "${TOPTS[$t]:-}" ] || extra=${extra:+$extra,}${TOPTS[$t]}
-    local opts="lowerdir=$L1:$L2,upperdir=$d/upper,workdir=$d/work${extra:+,$extra}"
-    mkdir -p "$d/upper" "$d/work" "$mnt"
-    DPID=""
-    case ${KIND[$t]} in
-    kernel) mount -t overlay overlay -o "$opts" "$mnt" ;;
-    *)
-        "${BIN[$t]}" -o "$opts" "$mnt" || return 1
-        mountpoint -q "$mnt" || { echo "not mounted after exit 0" >&2; return 1; }
-        DPID=$(pgrep -n -f -- " $mnt\$") || { echo "no daemon found for $mnt" >&2; return 1; }
-        ;;
-    esac
-}
-
-do_umount() { # rundir
-    local mnt=$1/mnt
-    if mountpoint -q "$mnt"; then umount "$mnt" || umount -l "$mnt"; fi
-    [ -n "$DPID" ] && wait_gone "$DPID"
-    DPID=""
-    rm -rf --one-file-system "$1"
-}
 
 # ---- workloads (run with the mount point as cwd, in a child bash) ----------
 wl_walk() { find . -printf '%s %m %n\n' > /dev/null; }

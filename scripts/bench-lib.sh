@@ -86,3 +86,65 @@ setup_targets() {
         TARGETS=("${sel[@]}")
     fi
 }
+
+# bench_workdir PREFIX: the run's work dir W (/var/tmp/PREFIX.XXXXXX), and at
+# exit (also on INT/TERM/HUP) the running workload WPID stopped, every mount
+# under W undone and W removed (kept, and said, if something stays mounted).
+bench_workdir() {
+    W=$(mktemp -d "/var/tmp/$1.XXXXXX")
+    DPID="" # the FUSE daemon of the current mount
+    WPID="" # the running workload, if any: timeout(1), leader of its process group
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM HUP
+}
+
+mounts_under() { awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
+
+cleanup() {
+    set +e
+    local m left
+    if [ -n "$WPID" ]; then
+        kill -TERM -- "-$WPID" 2>/dev/null || kill -TERM "$WPID" 2>/dev/null
+        wait "$WPID" 2>/dev/null
+    fi
+    for m in $(mounts_under); do umount "$m" 2>/dev/null || umount -l "$m"; done
+    [ -n "$DPID" ] && wait_gone "$DPID"
+    left=$(mounts_under)
+    if [ -z "$left" ]; then
+        rm -rf --one-file-system "$W"
+    else
+        echo "$BENCH_NAME: still mounted, $W kept: $left" >&2
+    fi
+}
+
+wait_gone() { # pid: wait up to 20 s for a daemon to exit after its unmount
+    local i
+    for i in $(seq 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    echo "$BENCH_NAME: daemon $1 still running 20 s after unmount" >&2
+}
+
+# do_mount TARGET RUNDIR [EXTRA-OPTS]: the target's mount of the lowers L1
+# over L2 at RUNDIR/mnt, with a fresh upper and work dir; DPID its daemon.
+do_mount() {
+    local t=$1 d=$2 extra=${3:-} mnt=$2/mnt
+    [ -z "${TOPTS[$t]:-}" ] || extra=${extra:+$extra,}${TOPTS[$t]}
+    local opts="lowerdir=$L1:$L2,upperdir=$d/upper,workdir=$d/work${extra:+,$extra}"
+    mkdir -p "$d/upper" "$d/work" "$mnt"
+    DPID=""
+    case ${KIND[$t]} in
+    kernel) mount -t overlay overlay -o "$opts" "$mnt" ;;
+    *)
+        "${BIN[$t]}" -o "$opts" "$mnt" || return 1
+        mountpoint -q "$mnt" || { echo "not mounted after exit 0" >&2; return 1; }
+        DPID=$(pgrep -n -f -- " $mnt\$") || { echo "no daemon found for $mnt" >&2; return 1; }
+        ;;
+    esac
+}
+
+do_umount() { # rundir: unmount, wait for the daemon, remove the run dir
+    local mnt=$1/mnt
+    if mountpoint -q "$mnt"; then umount "$mnt" || umount -l "$mnt"; fi
+    [ -n "$DPID" ] && wait_gone "$DPID"
+    DPID=""
+    rm -rf --one-file-system "$1"
+}

@@ -139,36 +139,7 @@ command -v gcc >/dev/null && command -v make >/dev/null || SKIP[make]="no gcc or
 setup_targets
 
 # ---- work dir, cleanup -----------------------------------------------------
-W=$(mktemp -d /var/tmp/unionfs-bench-programs.XXXXXX)
-DPID="" # the FUSE daemon of the current mount
-WPID="" # the running workload: timeout(1), leader of its process group
-
-mounts_under() { awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
-
-cleanup() {
-    set +e
-    local m left
-    if [ -n "$WPID" ]; then
-        kill -TERM -- "-$WPID" 2>/dev/null || kill -TERM "$WPID" 2>/dev/null
-        wait "$WPID" 2>/dev/null
-    fi
-    for m in $(mounts_under); do umount "$m" 2>/dev/null || umount -l "$m"; done
-    [ -n "$DPID" ] && wait_gone "$DPID"
-    left=$(mounts_under)
-    if [ -z "$left" ]; then
-        rm -rf --one-file-system "$W"
-    else
-        echo "bench-programs.sh: still mounted, $W kept: $left" >&2
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-wait_gone() { # pid: wait up to 20 s for a daemon to exit after its unmount
-    local i
-    for i in $(seq 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-    echo "bench-programs.sh: daemon $1 still running 20 s after unmount" >&2
-}
+bench_workdir unionfs-bench-programs
 
 # the programs' environment: no user or system config, no stray Python paths
 export HOME=$W/home XDG_CONFIG_HOME=$W/home/.config GIT_CONFIG_NOSYSTEM=1
@@ -216,30 +187,6 @@ ENTRIES=$(find "$L1" "$L2" | wc -l)
 echo "== $ENTRIES entries in the lowers; targets: ${TARGETS[*]}; workloads: ${WORKLOADS[*]}; $RUNS runs" >&2
 # the lowers' page cache warm, once
 tar -C "$W" -cf - lower-top lower-bottom 2> /dev/null | cat > /dev/null || true
-
-# ---- mounts ----------------------------------------------------------------
-do_mount() { # target rundir
-    local t=$1 d=$2 mnt=$2/mnt extra=${TOPTS[$1]:-}
-    local opts="lowerdir=$L1:$L2,upperdir=$d/upper,workdir=$d/work${extra:+,$extra}"
-    mkdir -p "$d/upper" "$d/work" "$mnt"
-    DPID=""
-    case ${KIND[$t]} in
-    kernel) mount -t overlay overlay -o "$opts" "$mnt" ;;
-    *)
-        "${BIN[$t]}" -o "$opts" "$mnt" || return 1
-        mountpoint -q "$mnt" || { echo "not mounted after exit 0" >&2; return 1; }
-        DPID=$(pgrep -n -f -- " $mnt\$") || { echo "no daemon found for $mnt" >&2; return 1; }
-        ;;
-    esac
-}
-
-do_umount() { # rundir
-    local mnt=$1/mnt
-    if mountpoint -q "$mnt"; then umount "$mnt" || umount -l "$mnt"; fi
-    [ -n "$DPID" ] && wait_gone "$DPID"
-    DPID=""
-    rm -rf --one-file-system "$1"
-}
 
 # ---- workloads (run with the mount point as cwd, in a child bash) ------------
 # step NAME CMD...: run CMD, append "NAME<TAB>seconds" to $STEPS
