@@ -219,21 +219,6 @@ run_case() { # workload target run
     do_umount "$d"
 }
 
-START=$EPOCHREALTIME
-for r in $(seq "$RUNS"); do
-    echo "== run $r/$RUNS" >&2
-    for w in "${WORKLOADS[@]}"; do
-        for t in "${TARGETS[@]}"; do run_case "$w" "$t" "$r"; done
-    done
-done
-[ -z "$RAW" ] || cp "$RESULTS" "$RAW"
-ELAPSED=$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
-
-{
-    echo "unionfs bench: median of $RUNS runs; $ENTRIES entries in the lowers (/usr/share$([ "$SHARE_MB" = 0 ] || echo " capped at $SHARE_MB MiB")), big.bin $BIG_MB MiB, write-seq $WRITE_MB MiB; $(nproc) cores, $(uname -r); ${ELAPSED}s"
-    echo
-    python3 "$HELPER" table "$RESULTS" "${TARGETS[@]}"
-    for t in "${TARGETS[@]}"; do
-        [ "${KIND[$t]}" = kernel ] || echo "- $t: ${BIN[$t]}${TOPTS[$t]:+ -o ${TOPTS[$t]}}"
-    done
-} | tee ${OUT:+"$OUT"}
+run_all
+report "unionfs bench: median of $RUNS runs; $ENTRIES entries in the lowers (/usr/share$([ "$SHARE_MB" = 0 ] || echo " capped at $SHARE_MB MiB")), big.bin $BIG_MB MiB, write-seq $WRITE_MB MiB; $(nproc) cores, $(uname -r); ${ELAPSED}s" \
+    python3 "$HELPER"

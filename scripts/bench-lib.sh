@@ -148,3 +148,34 @@ do_umount() { # rundir: unmount, wait for the daemon, remove the run dir
     DPID=""
     rm -rf --one-file-system "$1"
 }
+
+# run_all: every run of every workload on every target (run_case WORKLOAD
+# TARGET RUN, the script's own, appends to RESULTS); --raw gets a copy;
+# ELAPSED is the seconds it took.
+run_all() {
+    local start=$EPOCHREALTIME r w t
+    for r in $(seq "$RUNS"); do
+        echo "== run $r/$RUNS" >&2
+        for w in "${WORKLOADS[@]}"; do
+            for t in "${TARGETS[@]}"; do run_case "$w" "$t" "$r"; done
+        done
+    done
+    [ -z "$RAW" ] || cp "$RESULTS" "$RAW"
+    ELAPSED=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
+}
+
+# report HEADLINE TABLE-PROGRAM...: the headline, the table TABLE-PROGRAM
+# makes of RESULTS (`... table RESULTS TARGET...`) and what each target ran,
+# to stdout and --out.
+report() {
+    local head=$1 t
+    shift
+    {
+        echo "$head"
+        echo
+        "$@" table "$RESULTS" "${TARGETS[@]}"
+        for t in "${TARGETS[@]}"; do
+            [ "${KIND[$t]}" = kernel ] || echo "- $t: ${BIN[$t]}${TOPTS[$t]:+ -o ${TOPTS[$t]}}"
+        done
+    } | tee ${OUT:+"$OUT"}
+}

@@ -284,21 +284,6 @@ run_case() { # workload target run
     do_umount "$d"
 }
 
-START=$EPOCHREALTIME
-for r in $(seq "$RUNS"); do
-    echo "== run $r/$RUNS" >&2
-    for w in "${WORKLOADS[@]}"; do
-        for t in "${TARGETS[@]}"; do run_case "$w" "$t" "$r"; done
-    done
-done
-[ -z "$RAW" ] || cp "$RESULTS" "$RAW"
-ELAPSED=$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
-
-{
-    echo "unionfs programs bench: median of $RUNS runs; ${GIT_INFO:+$GIT_INFO; }sqlite: $SQL_ROWS rows in $SQL_TXNS transactions (WAL, synchronous=FULL); ${PY_INFO:+$PY_INFO; }make: $MAKE_FILES .c files, -j2; fsx: $FSX_OPS ops, seed $SEED; mix: $MIX_PROCS processes x ${MIX_SECS}s; $(nproc) cores, $(uname -r); ${ELAPSED}s"
-    echo
-    "$PY" "$HELPER" table "$RESULTS" "${TARGETS[@]}"
-    for t in "${TARGETS[@]}"; do
-        [ "${KIND[$t]}" = kernel ] || echo "- $t: ${BIN[$t]}${TOPTS[$t]:+ -o ${TOPTS[$t]}}"
-    done
-} | tee ${OUT:+"$OUT"}
+run_all
+report "unionfs programs bench: median of $RUNS runs; ${GIT_INFO:+$GIT_INFO; }sqlite: $SQL_ROWS rows in $SQL_TXNS transactions (WAL, synchronous=FULL); ${PY_INFO:+$PY_INFO; }make: $MAKE_FILES .c files, -j2; fsx: $FSX_OPS ops, seed $SEED; mix: $MIX_PROCS processes x ${MIX_SECS}s; $(nproc) cores, $(uname -r); ${ELAPSED}s" \
+    "$PY" "$HELPER"
