@@ -23,6 +23,7 @@ use log::debug;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// What a copy-up must bring.
@@ -83,6 +84,7 @@ fn copy_up_one(fs: &UnionFs, ino: &Arc<Inode>, want: Want) -> io::Result<Real> {
     let meta_only = fs.opts.metacopy && want == Want::Object && sst.st_mode & libc::S_IFMT == libc::S_IFREG;
     let job = Job {
         src: src.as_raw_fd(),
+        sst: &sst,
         data: data_fd.as_raw_fd(),
         updir: &pup,
         name: &st.name,
@@ -108,8 +110,9 @@ fn copy_up_one(fs: &UnionFs, ino: &Arc<Inode>, want: Want) -> io::Result<Real> {
 
 /// One object to copy up.
 pub(crate) struct Job<'a> {
-    /// The lower object.
+    /// The lower object and its stat.
     pub src: RawFd,
+    pub sst: &'a at::Stat,
     /// The lower file holding the data (`src` unless that is a metacopy file).
     pub data: RawFd,
     /// The upper parent directory and the name to give the copy.
@@ -131,9 +134,9 @@ pub(crate) struct Job<'a> {
 /// there (nothing is left behind on failure).
 pub(crate) fn stage_in_work(fs: &UnionFs, job: &Job<'_>) -> io::Result<OsString> {
     let work = fs.layers.work_fd()?;
-    let sst = at::fstat(job.src)?;
+    let sst = job.sst;
     let tmp = temp_name();
-    if let Err(e) = stage(&fs.layers, job, &sst, work, &tmp, fs.opts.fsync) {
+    if let Err(e) = stage(&fs.layers, job, sst, work, &tmp, fs.opts.fsync) {
         remove_staged(work, &tmp, sst.st_mode & libc::S_IFMT);
         return Err(e);
     }
@@ -144,8 +147,7 @@ pub(crate) fn stage_in_work(fs: &UnionFs, job: &Job<'_>) -> io::Result<OsString>
 fn copy_object(fs: &UnionFs, job: &Job<'_>) -> io::Result<Real> {
     let layers = &fs.layers;
     let work = layers.work_fd()?;
-    let sst = at::fstat(job.src)?;
-    let kind = sst.st_mode & libc::S_IFMT;
+    let kind = job.sst.st_mode & libc::S_IFMT;
     let tmp = stage_in_work(fs, job)?;
     if job.detached {
         let fd = open_obj(work, &tmp, kind)?;
@@ -210,7 +212,7 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
                 at::ftruncate(dst.as_raw_fd(), sst.st_size as u64)?;
             } else if job.with_data && sst.st_size > 0 {
                 let s = at::reopen(job.data, libc::O_RDONLY)?;
-                copy_data(s.as_raw_fd(), dst.as_raw_fd(), sst.st_size as u64)?;
+                copy_data(layers, s.as_raw_fd(), dst.as_raw_fd(), sst.st_size as u64)?;
             }
             if sync {
                 at::fsync(dst.as_raw_fd(), false)?;
@@ -292,10 +294,17 @@ pub fn copy_xattrs(layers: &Layers, src: xattr::Target, dst: xattr::Target) -> i
 }
 
 /// Copy `size` bytes: reflink, else copy_file_range over data extents (holes
-/// stay holes), else read/write.
-pub fn copy_data(src: RawFd, dst: RawFd, size: u64) -> io::Result<()> {
-    if at::ficlone(dst, src).is_ok() {
-        return Ok(());
+/// stay holes), else read/write. An upper filesystem that cannot reflink
+/// (EOPNOTSUPP: ext4, tmpfs) is not asked again.
+pub fn copy_data(layers: &Layers, src: RawFd, dst: RawFd, size: u64) -> io::Result<()> {
+    if !layers.no_reflink.load(Ordering::Relaxed) {
+        match at::ficlone(dst, src) {
+            Ok(()) => return Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOTTY)) => {
+                layers.no_reflink.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
     }
     let size = size as i64;
     let mut off = 0i64;

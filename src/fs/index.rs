@@ -352,6 +352,7 @@ fn create_entry(
     let data = st.data.as_ref().map(|d| d.fd()).transpose()?;
     let job = crate::fs::copy_up::Job {
         src,
+        sst,
         data: data.as_ref().map_or(src, |d| d.as_raw_fd()),
         updir: pup,
         name: &st.name,

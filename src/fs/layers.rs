@@ -54,6 +54,9 @@ pub struct Layers {
     pub names: crate::fs::names::NameIndex,
     /// The inode index (`index=on`, see `index.rs`).
     pub index: Option<crate::fs::index::Index>,
+    /// The upper filesystem answered a reflink with EOPNOTSUPP: copy-ups no
+    /// longer try one (see `copy_up::copy_data`).
+    pub no_reflink: std::sync::atomic::AtomicBool,
 }
 
 fn open_dir(p: &Path) -> io::Result<OwnedFd> {
@@ -179,6 +182,7 @@ impl Layers {
             metacopy: opts.metacopy,
             names: crate::fs::names::NameIndex::new(opts.lowerdirs.len() >= 4),
             index: None,
+            no_reflink: Default::default(),
         };
         if let (true, Some(wfd), Some(w)) = (opts.index, &l.workdir_lock, &opts.workdir) {
             l.index = Some(crate::fs::index::setup(&l, wfd.as_raw_fd(), w)?);

@@ -103,7 +103,7 @@ pub fn copy_data_up(fs: &UnionFs, ino: &Inode, keep: bool) -> io::Result<()> {
         let _ = at::fchmod(upfd.as_raw_fd(), before.st_mode & 0o7777);
     })?;
     let fd = f.as_raw_fd();
-    let filled = fill(fd, &data, &before, keep);
+    let filled = fill(&fs.layers, fd, &data, &before, keep);
     // Writing clears set-ID bits (not as root); a mode made writable above
     // goes back, also when the copy failed.
     if at::fstat(fd).map_or(true, |st| st.st_mode != before.st_mode) {
@@ -123,7 +123,7 @@ pub fn copy_data_up(fs: &UnionFs, ino: &Inode, keep: bool) -> io::Result<()> {
 
 /// Write the data of `data` into the upper file `fd` (stat `before`), or
 /// empty it (`keep = false`).
-fn fill(fd: RawFd, data: &Real, before: &at::Stat, keep: bool) -> io::Result<()> {
+fn fill(layers: &Layers, fd: RawFd, data: &Real, before: &at::Stat, keep: bool) -> io::Result<()> {
     if !keep {
         return at::ftruncate(fd, 0);
     }
@@ -135,7 +135,7 @@ fn fill(fd: RawFd, data: &Real, before: &at::Stat, keep: bool) -> io::Result<()>
     // has holes: start from an empty (sparse) file of the same size.
     let _ = at::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, before.st_size);
     let src = at::reopen(data.fd()?.as_raw_fd(), libc::O_RDONLY)?;
-    copy_data(src.as_raw_fd(), fd, before.st_size as u64)?;
+    copy_data(layers, src.as_raw_fd(), fd, before.st_size as u64)?;
     // Writing clears file capabilities.
     if let Some(c) = caps {
         xattr::set(xattr::Target::Fd(fd), OsStr::new(CAPS_XATTR), &c, 0)?;
