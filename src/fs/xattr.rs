@@ -123,6 +123,7 @@ mod tests {
             metacopy: false,
             names: Default::default(),
             index: None,
+            no_reflink: Default::default(),
         }
     }
 
