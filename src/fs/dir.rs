@@ -12,7 +12,7 @@ use crate::fs::inode::{Inode, InodeState};
 use crate::fs::layers::Fd;
 use crate::fs::lookup::{self, check_name, err, find, lower_visible, probe, Found, Probe};
 use crate::fs::readdir;
-use crate::fs::whiteout::{self, is_marker_name, set_opaque, temp_name, whiteout_over};
+use crate::fs::whiteout::{self, is_marker_name, set_opaque, temp_name, whiteout_at, whiteout_over};
 use crate::fs::UnionFs;
 use crate::sys::tree::remove_contents;
 use crate::sys::{at, xattr};
@@ -262,7 +262,8 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
     let pup = copy_up(fs, parent)?;
     let pupfd = pup.fd()?;
     let pfd = pupfd.as_raw_fd();
-    let need_wh = lower_visible(&fs.layers, &pstate, name)?;
+    // Found in a lower layer only: it needs a whiteout (no second search).
+    let need_wh = (f.upper.is_none() && !f.lowers.is_empty()) || lower_visible(&fs.layers, &pstate, name)?;
     if fs.layers.index.is_some() && !f_is_dir {
         // A name of an indexed file goes as a link in the upper layer.
         index::prepare_name(fs, &inode_for(fs, parent, name, &f), &pup, name, &mut f)?;
@@ -282,6 +283,7 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
                 let _ = at::unlinkat(work, &staged, libc::AT_REMOVEDIR);
             }
         }
+        (None, _) => whiteout_at(&fs.layers, pfd, name)?,
         _ => {
             whiteout_over(&fs.layers, pfd, name, false)?;
         }

@@ -109,8 +109,9 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh, unique name for staging an object in the work directory.
 pub fn temp_name() -> OsString {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    OsString::from(format!("#{:x}-{:x}", std::process::id(), n))
+    OsString::from(format!("#{:x}-{:x}", PID.get_or_init(std::process::id), n))
 }
 
 /// Create a whiteout object named `name` in `dirfd` (no replacement).
@@ -154,6 +155,19 @@ fn work_whiteout(work: RawFd, tmp: &OsStr) -> io::Result<()> {
         }
     }
     at::mknodat(work, tmp, libc::S_IFCHR, 0)
+}
+
+/// Put a whiteout at `upperdir/name`, where the upper layer has no entry:
+/// a link of the shared whiteout made in place (one syscall; a link is
+/// atomic, so nothing is staged), else as `whiteout_over` makes it.
+pub fn whiteout_at(layers: &Layers, upperdir: RawFd, name: &OsStr) -> io::Result<()> {
+    let work = layers.work_fd()?;
+    match at::linkat(work, OsStr::new(SHARED_WHITEOUT), upperdir, name) {
+        Ok(()) => Ok(()),
+        // No shared whiteout yet, full, links refused (or an entry after
+        // all: replaced, as before).
+        Err(_) => whiteout_over(layers, upperdir, name, false).map(drop),
+    }
 }
 
 /// Put a whiteout at `upperdir/name`, atomically replacing what is there
