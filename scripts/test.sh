@@ -77,6 +77,9 @@ step "differential scenarios vs kernel overlay" python3 tests/oracle/scenarios.p
 step "differential fuzzing vs kernel overlay" python3 tests/oracle/fuzz.py "$BIN" --seeds 1-150 --ops 500
 step "differential fuzzing, metacopy=on" python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300 --opts ,metacopy=on
 step "differential fuzzing, index=on" python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300 --opts ,index=on
+# The parallel layer reads and lookups (src/fs/sweep.rs) on every merge and listing.
+step "differential scenarios, layers swept in parallel" env UNIONFS_SWEEP=always python3 tests/oracle/scenarios.py "$BIN"
+step "differential fuzzing, layers swept in parallel" env UNIONFS_SWEEP=always python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300
 step "pjdfstest: kernel overlay vs unionfs" scripts/pjdfstest.sh "$BIN"
 
 # FUSE and overlay mounts anywhere in /tmp; anything (tmpfs, binds) the

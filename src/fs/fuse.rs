@@ -159,6 +159,20 @@ impl Fuse {
     }
 }
 
+/// The names of `entries` from listing offset `offset` on (`.` and `..`
+/// first) that fit in a READDIRPLUS reply.
+fn fitting<'a>(reply: &ReplyDirectoryPlus, entries: &'a [DirEntry], offset: u64) -> Vec<&'a OsStr> {
+    let dots = (offset..2).count() * ReplyDirectoryPlus::entry_size(OsStr::new(".."));
+    let mut room = reply.remaining().saturating_sub(dots);
+    entries
+        .get(offset.saturating_sub(2) as usize..)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.name.as_os_str())
+        .take_while(|n| room.checked_sub(ReplyDirectoryPlus::entry_size(n)).map(|r| room = r).is_some())
+        .collect()
+}
+
 impl Filesystem for Fuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         if self.fs.opts.xattrs && config.capabilities().contains(InitFlags::FUSE_POSIX_ACL) {
@@ -457,6 +471,9 @@ impl Filesystem for Fuse {
             Err(e) => return reply.error(errno("readdirplus", e)),
         };
         let total = entries.len() as u64 + 2;
+        // The entries that fit in this reply, looked up together.
+        let names = fitting(&reply, &entries, offset);
+        let mut looked = lookup::lookup_many(&self.fs, &inode, &names).into_iter();
         for off in offset..total {
             // An entry without lookup: node ID 0 (the kernel takes no
             // reference and looks the name up itself if it needs to).
@@ -473,7 +490,8 @@ impl Filesystem for Fuse {
                 // A name the listing has but lookup does not (gone since, or
                 // an xattr whiteout readdir does not count): listed as plain
                 // readdir lists it.
-                let Ok((child, st)) = lookup::lookup(&self.fs, &inode, &e.name) else {
+                let r = looked.next().unwrap_or_else(|| lookup::lookup(&self.fs, &inode, &e.name));
+                let Ok((child, st)) = r else {
                     let a = bare(e.ino, e.kind);
                     if reply.add(INodeNo(0), off + 1, &e.name, &Duration::ZERO, &a, Generation(0)) {
                         break;
@@ -491,6 +509,10 @@ impl Filesystem for Fuse {
             if full {
                 break;
             }
+        }
+        // Looked up but not sent: the references go back.
+        for (child, _) in looked.flatten() {
+            self.fs.inodes.forget(child.nodeid, 1);
         }
         reply.ok();
     }

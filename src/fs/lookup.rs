@@ -10,7 +10,8 @@ use crate::fs::inode::{Inode, InodeState, RealObj};
 use crate::fs::layers::{Fd, Layers};
 use crate::fs::metacopy;
 use crate::fs::real::Real;
-use crate::fs::whiteout::{self, is_marker_name};
+use crate::fs::sweep;
+use crate::fs::whiteout::{self, is_marker_name, DirMarks};
 use crate::fs::UnionFs;
 use crate::sys::at;
 use std::ffi::{OsStr, OsString};
@@ -18,6 +19,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What one layer directory says about a name.
 pub enum Probe {
@@ -204,12 +206,21 @@ fn find_in_layers(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Res
             Probe::Absent => {}
         }
     }
+    let mut pre = match &target {
+        Target::Name(t) if t == name => AheadList::new(layers, parent, name),
+        _ => AheadList(Vec::new()),
+    };
     for layer in layers.first_lower()..layers.layers.len() {
         let Some((dir, n)) = target_dir(layers, parent, layer, &target)? else { continue };
-        if !layers.names.may_hold(&dir, &n) {
-            continue;
-        }
-        match probe(layers, &dir, &n)? {
+        // Answers found ahead hold for the name in the parent's directories.
+        let ahead = if matches!(&target, Target::Name(t) if t == name) { pre.take(layer) } else { Ahead::Unknown };
+        let (p, marks) = match ahead {
+            Ahead::Absent => continue,
+            Ahead::Probed(p) => p?,
+            Ahead::Unknown if !layers.names.may_hold(&dir, &n) => continue,
+            Ahead::Unknown => (probe(layers, &dir, &n)?, None),
+        };
+        match p {
             Probe::Whiteout => break,
             Probe::Absent => continue,
             Probe::Entry(real, st) => {
@@ -217,7 +228,11 @@ fn find_in_layers(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Res
                 if found.as_ref().is_some_and(|f| !is_dir(&f.st) || !dir) {
                     break;
                 }
-                let m = if dir { whiteout::dir_marks(layers, real.fd()?.as_raw_fd()) } else { Default::default() };
+                let m = match marks {
+                    Some(m) => m,
+                    None if dir => whiteout::dir_marks(layers, real.fd()?.as_raw_fd()),
+                    None => Default::default(),
+                };
                 if m.refused_redirect {
                     return Err(err(libc::EPERM));
                 }
@@ -242,6 +257,63 @@ fn find_in_layers(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::Res
         }
     }
     Ok(found)
+}
+
+/// A lower layer's answer for a name, found before the walk needs it.
+enum Ahead {
+    /// Not known: the walk asks the names index and probes.
+    Unknown,
+    /// The names index says the layer's directory holds neither the name
+    /// nor its marker.
+    Absent,
+    /// The probe, and a directory's marks (each a disk read when cold: the
+    /// OCI opaque marker is looked up inside it).
+    Probed(io::Result<(Probe, Option<DirMarks>)>),
+}
+
+/// Per-layer answers, by layer index.
+struct AheadList(Vec<Ahead>);
+
+impl AheadList {
+    /// Under a parent merged from many lower layers, ask the names index
+    /// about every layer at once, and probe the layers that may hold `name`
+    /// at once too (see `sweep`): a cold lookup of a directory present in
+    /// every layer then waits for the disk once, not once per layer.
+    /// Probing has no side effects; answers the walk does not reach (below a
+    /// whiteout or an opaque directory) are dropped.
+    fn new(layers: &Layers, parent: &InodeState, name: &OsStr) -> AheadList {
+        if !sweep::parallel(parent.lowers.len()) {
+            return AheadList(Vec::new());
+        }
+        let dirs: Vec<&Real> = parent.lowers.iter().map(|l| &l.real).collect();
+        let held = layers.names.holders(&dirs, name);
+        let mut out: Vec<Ahead> = (0..layers.layers.len()).map(|_| Ahead::Unknown).collect();
+        let mut cands = Vec::new();
+        for (l, h) in parent.lowers.iter().zip(held) {
+            match h {
+                false => out[l.layer] = Ahead::Absent,
+                true => cands.push(l),
+            }
+        }
+        if sweep::parallel(cands.len()) {
+            let probed = sweep::map(&cands, |l| {
+                let p = probe(layers, &l.real, name)?;
+                let marks = match &p {
+                    Probe::Entry(r, st) if is_dir(st) => Some(whiteout::dir_marks(layers, r.fd()?.as_raw_fd())),
+                    _ => None,
+                };
+                Ok((p, marks))
+            });
+            for (l, p) in cands.iter().zip(probed) {
+                out[l.layer] = Ahead::Probed(p);
+            }
+        }
+        AheadList(out)
+    }
+
+    fn take(&mut self, layer: usize) -> Ahead {
+        self.0.get_mut(layer).map_or(Ahead::Unknown, |a| std::mem::replace(a, Ahead::Unknown))
+    }
 }
 
 /// If the regular file `top` (found as `f`) is a metacopy file, find its
@@ -319,6 +391,32 @@ pub fn lower_visible(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::
 pub fn lookup(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr) -> io::Result<(Arc<Inode>, at::Stat)> {
     let f = find(&fs.layers, &parent.snapshot(), name)?.ok_or_else(|| err(libc::ENOENT))?;
     Ok(reference_found(fs, parent, name, f))
+}
+
+/// A lookup that took longer waited for the disk (a warm one takes a few
+/// microseconds).
+const COLD: Duration = Duration::from_micros(50);
+
+/// Lookups of `names` under `parent`, each as `lookup` (a reference taken
+/// per success), for a READDIRPLUS reply. The first goes alone; when it had
+/// to wait for the disk (a directory whose inodes are not cached), the others
+/// go at once (see `sweep`): the disk answers several reads together faster
+/// than one by one, and a `find` or `ls -l` of the kernel overlay reads them
+/// one by one.
+pub fn lookup_many(fs: &UnionFs, parent: &Arc<Inode>, names: &[&OsStr]) -> Vec<io::Result<(Arc<Inode>, at::Stat)>> {
+    let Some((first, rest)) = names.split_first() else { return Vec::new() };
+    let t0 = Instant::now();
+    let mut out = vec![lookup(fs, parent, first)];
+    if t0.elapsed() < COLD && !sweep::always() {
+        out.extend(rest.iter().map(|n| lookup(fs, parent, n)));
+        return out;
+    }
+    let pstate = parent.snapshot();
+    let found = sweep::map(rest, |n| find(&fs.layers, &pstate, n));
+    for (n, f) in rest.iter().zip(found) {
+        out.push(f.and_then(|f| f.ok_or_else(|| err(libc::ENOENT))).map(|f| reference_found(fs, parent, n, f)));
+    }
+    out
 }
 
 /// Enter a found object into the inode table (or refresh the cached one).

@@ -12,6 +12,8 @@
 //! - [`metacopy`]: metadata-only copy-up, data found below, copied on write
 //! - [`dir`]: create, link, unlink, rmdir, rename
 //! - [`readdir`]: merged directory listings per open handle
+//! - [`names`]: lower directories' names read once (lookups skip layers)
+//! - [`sweep`]: reads over many lower layers at once
 //! - [`file`]: open files and their data operations
 //! - [`passthrough`]: FUSE passthrough of regular files (kernel I/O modes)
 //! - [`attr`]: getattr and setattr
@@ -38,6 +40,7 @@ pub mod passthrough;
 pub mod readdir;
 pub mod real;
 pub mod session;
+pub mod sweep;
 pub mod whiteout;
 pub mod xattr;
 

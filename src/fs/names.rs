@@ -12,6 +12,7 @@
 //! 5.4x without).
 
 use crate::fs::real::Real;
+use crate::fs::sweep;
 use crate::sys::at;
 use dashmap::DashMap;
 use std::collections::HashSet;
@@ -24,7 +25,8 @@ use std::sync::Arc;
 /// Names kept in all (about 50 bytes each).
 pub const NAME_BUDGET: usize = 200_000;
 
-type Names = HashSet<Box<[u8]>>;
+/// The raw names of one directory (`.wh.` markers included).
+pub type Names = HashSet<Box<[u8]>>;
 
 #[derive(Debug, Default)]
 pub struct NameIndex {
@@ -44,22 +46,67 @@ impl NameIndex {
         if !self.enabled {
             return true;
         }
-        let id = dir.id();
-        if let Some(names) = self.dirs.get(&id).map(|e| Arc::clone(e.value())) {
+        if let Some(names) = self.known(dir) {
             return holds(&names, name);
         }
         // Read outside any map lock; a racing reader just reads it twice.
         let Some(names) = read_names(dir) else { return true };
         let answer = holds(&names, name);
+        self.keep(dir, names);
+        answer
+    }
+
+    /// `may_hold` for each of `dirs`: the names not yet known are read at
+    /// once (in parallel when many: see `sweep`).
+    pub fn holders(&self, dirs: &[&Real], name: &OsStr) -> Vec<bool> {
+        if !self.enabled {
+            return vec![true; dirs.len()];
+        }
+        let known: Vec<Option<Arc<Names>>> = dirs.iter().map(|d| self.known(d)).collect();
+        let missing: Vec<&Real> = dirs.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(d, _)| *d).collect();
+        let mut read = sweep::map(&missing, |d| read_names(d)).into_iter();
+        known
+            .into_iter()
+            .zip(dirs)
+            .map(|(k, d)| match k {
+                Some(names) => holds(&names, name),
+                None => match read.next().flatten() {
+                    Some(names) => {
+                        let answer = holds(&names, name);
+                        self.keep(d, names);
+                        answer
+                    }
+                    None => true,
+                },
+            })
+            .collect()
+    }
+
+    /// True when the names of `dir` are yet to be read (and would be kept).
+    pub fn wants(&self, dir: &Real) -> bool {
+        self.enabled && !self.dirs.contains_key(&dir.id()) && self.kept.load(Ordering::Relaxed) < NAME_BUDGET
+    }
+
+    /// Keep the names of the lower directory `dir`, read by a listing.
+    pub fn learn(&self, dir: &Real, names: Names) {
+        if self.enabled {
+            self.keep(dir, names);
+        }
+    }
+
+    fn known(&self, dir: &Real) -> Option<Arc<Names>> {
+        self.dirs.get(&dir.id()).map(|e| Arc::clone(e.value()))
+    }
+
+    fn keep(&self, dir: &Real, names: Names) {
         let n = names.len().max(1);
         if self.kept.fetch_add(n, Ordering::Relaxed) + n <= NAME_BUDGET {
-            if self.dirs.insert(id, Arc::new(names)).is_some() {
+            if self.dirs.insert(dir.id(), Arc::new(names)).is_some() {
                 self.kept.fetch_sub(n, Ordering::Relaxed);
             }
         } else {
             self.kept.fetch_sub(n, Ordering::Relaxed);
         }
-        answer
     }
 }
 

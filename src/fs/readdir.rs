@@ -10,7 +10,9 @@
 use crate::fs::ino;
 use crate::fs::inode::{Inode, InodeState, RealObj};
 use crate::fs::layers::Layers;
+use crate::fs::names::Names;
 use crate::fs::real::Real;
+use crate::fs::sweep;
 use crate::fs::whiteout::{is_whiteout_stat, is_xattr_whiteout, WH_OPAQUE, WH_PREFIX};
 use crate::sys::at;
 use dashmap::DashMap;
@@ -78,14 +80,17 @@ fn dtype_kind(d: u8) -> Option<u32> {
     })
 }
 
-/// Entries of one real directory, whiteouts split out: (visible, whited-out names).
 /// (name, S_IFMT kind, d_ino) of one real directory entry.
 type RawEntry = (OsString, u32, u64);
 
-fn read_layer(layers: &Layers, dirfd: RawFd, xwh: bool) -> io::Result<(Vec<RawEntry>, Vec<OsString>)> {
+/// The entries of one real directory, whiteouts split out; with `learn`,
+/// its raw names too (for the names index).
+fn read_layer(layers: &Layers, dirfd: RawFd, xwh: bool, learn: bool) -> io::Result<Layer> {
     let mut vis = Vec::new();
     let mut wh = Vec::new();
-    for (name, dtype, ino) in at::read_dir_fd(dirfd)? {
+    let raw = at::read_dir_fd(dirfd)?;
+    let names = learn.then(|| raw.iter().map(|(n, _, _)| n.clone().into_boxed_slice()).collect());
+    for (name, dtype, ino) in raw {
         if name == WH_OPAQUE {
             continue;
         }
@@ -126,24 +131,45 @@ fn read_layer(layers: &Layers, dirfd: RawFd, xwh: bool) -> io::Result<(Vec<RawEn
         };
         vis.push((os, kind, ino));
     }
-    Ok((vis, wh))
+    Ok(Layer { vis, wh, names })
 }
 
-/// The merged entries of a directory made of `upper` over `lowers`.
+/// What one real directory adds to a listing.
+struct Layer {
+    vis: Vec<RawEntry>,
+    /// Names whited out below this layer.
+    wh: Vec<OsString>,
+    names: Option<Names>,
+}
+
+/// The merged entries of a directory made of `upper` over `lowers`. The
+/// layers are read at once when there are many (`sweep`); the names of lower
+/// directories feed the names index on the way.
 pub fn merged_entries(layers: &Layers, upper: Option<&Real>, lowers: &[RealObj]) -> io::Result<Vec<DirEntry>> {
+    let dirs: Vec<(usize, &Real, bool, bool)> = upper
+        .map(|u| (0usize, u, false, true))
+        .into_iter()
+        .chain(lowers.iter().map(|l| (l.layer, &l.real, l.xwh, false)))
+        .collect();
+    let read = sweep::map(&dirs, |&(_, real, xwh, is_upper)| {
+        let fd = real.fd()?;
+        let learn = !is_upper && layers.names.wants(real);
+        read_layer(layers, fd.as_raw_fd(), xwh, learn).map(|l| (fd, l))
+    });
     let mut seen: HashSet<OsString> = HashSet::new();
     let mut out = Vec::new();
-    let iter = upper.map(|u| (0usize, u, false)).into_iter().chain(lowers.iter().map(|l| (l.layer, &l.real, l.xwh)));
-    for (layer, real, xwh) in iter {
-        let fd = real.fd()?;
-        let (vis, wh) = read_layer(layers, fd.as_raw_fd(), xwh)?;
-        for (name, kind, ino) in vis {
+    for (&(layer, real, _, _), r) in dirs.iter().zip(read) {
+        let (fd, l) = r?;
+        if let Some(names) = l.names {
+            layers.names.learn(real, names);
+        }
+        for (name, kind, ino) in l.vis {
             if seen.insert(name.clone()) {
                 let ino = ino::d_ino(layers, layer, fd.as_raw_fd(), &name, ino);
                 out.push(DirEntry { name, kind, ino });
             }
         }
-        seen.extend(wh);
+        seen.extend(l.wh);
     }
     Ok(out)
 }

@@ -702,6 +702,56 @@ def deep_merge_four_layers(L):
     return ops
 
 
+def many_layers(L):
+    """A tree merged through 12 lower layers (from 8 on, layer directories
+    are read and probed in parallel): every precedence rule across them."""
+    n = 12
+    for i in range(n):
+        L.file(i, f"m/l{i}", str(i)); L.file(i, "m/shared", f"layer {i}"); L.file(i, f"m/deep/x{i}", str(i))
+        L.file(i, f"m/all/f{i}", str(i))
+        if i != 5:
+            L.file(i, f"m/mixed/y{i}", str(i))
+        if i >= 4:
+            L.file(i, f"m/gone/z{i}", str(i))
+    L.whiteout(3, "m/l7"); L.opaque(5, "m/deep"); L.file(5, "m/mixed", "a file between directories")
+    L.whiteout(2, "m/gone"); os.setxattr(L.p(8, "m/all"), "trusted.overlay.opaque", b"y")
+    return n
+
+
+def many_layers_ops(r):
+    out = [result(ls, j(r, "m")), result(read, j(r, "m/shared")), result(ls, j(r, "m/deep")), result(ls, j(r, "m/all")),
+           result(ls, j(r, "m/mixed")), result(read, j(r, "m/mixed")), result(lstat_t, j(r, "m/gone")),
+           result(os.lstat, j(r, "m/l7")), result(read, j(r, "m/l11")), result(os.lstat, j(r, "m/all/f9")),
+           result(os.lstat, j(r, "m/all/f10")), result(os.lstat, j(r, "m/missing")), result(lstat_t, j(r, "m/deep/x5"))]
+    out += [result(os.unlink, j(r, "m/l11")), result(os.mkdir, j(r, "m/gone")), result(ls, j(r, "m/gone")),
+            result(write, j(r, "m/l7"), "new"), result(os.unlink, j(r, "m/all/f0")), result(ls, j(r, "m/all")),
+            result(os.rename, j(r, "m/l10"), j(r, "m/l10b")), result(ls, j(r, "m")), result(read, j(r, "m/l7"))]
+    return out
+
+
+@scenario(layers=12)
+def twelve_layers_merge(L):
+    many_layers(L)
+    return many_layers_ops
+
+
+@scenario(layers=12, opts=",redirect_dir=on")
+def twelve_layers_with_redirects(L):
+    many_layers(L)
+    # "m/r" in layer 2 continues as "m/src" below (relative record); "m/a"
+    # in layer 1 as "/m/deep" below (absolute).
+    for i in range(3, 12):
+        L.file(i, f"m/src/s{i}", str(i))
+    L.dir(2, "m/r"); os.setxattr(L.p(2, "m/r"), "trusted.overlay.redirect", b"src"); L.file(2, "m/r/top", "t")
+    L.dir(1, "m/a"); os.setxattr(L.p(1, "m/a"), "trusted.overlay.redirect", b"/m/deep")
+    def ops(r):
+        return [result(ls, j(r, "m/r")), result(read, j(r, "m/r/s11")), result(ls, j(r, "m/a")),
+                result(read, j(r, "m/a/x7")), result(os.rename, j(r, "m/deep"), j(r, "m/deep2")),
+                result(ls, j(r, "m/deep2")), result(os.rename, j(r, "m/r"), j(r, "r2")), result(ls, j(r, "r2"))] + \
+            many_layers_ops(r)
+    return ops
+
+
 @scenario()
 def copy_up_preserves_owner_mode_times(L):
     L.file(1, "a/b/c/file", "x" * 10000, mode=0o4755, uid=123, gid=456)

@@ -844,6 +844,18 @@ impl ReplyDirectoryPlus {
         ))
     }
 
+    /// unionfs patch: bytes still free in this reply, and what an entry
+    /// named `name` takes of them (to know which entries will fit before
+    /// their attributes are looked up).
+    pub fn remaining(&self) -> usize {
+        self.buf.remaining()
+    }
+
+    /// unionfs patch: see `remaining`.
+    pub fn entry_size(name: &OsStr) -> usize {
+        DirEntPlusList::entry_size(std::os::unix::ffi::OsStrExt::as_bytes(name))
+    }
+
     /// Reply to a request with the filled directory buffer
     pub fn ok(self) {
         let response: ll::ResponseData = self.buf.into();

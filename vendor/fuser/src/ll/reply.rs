@@ -515,6 +515,15 @@ impl DirEntPlusList {
     pub(crate) fn new(max_size: usize) -> Self {
         Self(EntListBuf::new(max_size))
     }
+    /// unionfs patch: bytes still free in the reply (see
+    /// `ReplyDirectoryPlus::remaining`).
+    pub(crate) fn remaining(&self) -> usize {
+        self.0.max_size.saturating_sub(self.0.buf.len())
+    }
+    /// unionfs patch: bytes an entry named `name` takes in the reply.
+    pub(crate) fn entry_size(name: &[u8]) -> usize {
+        (size_of::<abi::fuse_direntplus>() + name.len()).next_multiple_of(size_of::<u64>())
+    }
     /// Add an entry to the directory reply buffer. Returns true if the buffer is full.
     /// A transparent offset value can be provided for each entry. The kernel uses these
     /// value to request the next entries in further readdir calls
