@@ -13,13 +13,12 @@ use crate::fs::real::Real;
 use crate::fs::sweep;
 use crate::fs::whiteout::{self, is_marker_name, DirMarks};
 use crate::fs::UnionFs;
-use crate::sys::at;
+use crate::sys::{self, at};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// What one layer directory says about a name.
 pub enum Probe {
@@ -393,28 +392,37 @@ pub fn lookup(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr) -> io::Result<(Ar
     Ok(reference_found(fs, parent, name, f))
 }
 
-/// A lookup that took longer waited for the disk (a warm one takes a few
-/// microseconds).
-const COLD: Duration = Duration::from_micros(50);
-
 /// Lookups of `names` under `parent`, each as `lookup` (a reference taken
-/// per success), for a READDIRPLUS reply. The first goes alone; when it had
-/// to wait for the disk (a directory whose inodes are not cached), the others
-/// go at once (see `sweep`): the disk answers several reads together faster
-/// than one by one, and a `find` or `ls -l` of the kernel overlay reads them
-/// one by one.
+/// per success), for a READDIRPLUS reply. They go one by one while they find
+/// everything cached; once one had to read from the disk (a directory whose
+/// inodes are not cached: this thread's block reads grew), the rest go at
+/// once (see `sweep`): the disk answers several reads together faster than
+/// one by one, and a `find` or `ls -l` of the kernel overlay reads them one
+/// by one. The block reads are checked after the 1st, 2nd, 4th, 8th...
+/// lookup, so a warm reply pays a few `getrusage` calls, not one per name.
 pub fn lookup_many(fs: &UnionFs, parent: &Arc<Inode>, names: &[&OsStr]) -> Vec<io::Result<(Arc<Inode>, at::Stat)>> {
-    let Some((first, rest)) = names.split_first() else { return Vec::new() };
-    let t0 = Instant::now();
-    let mut out = vec![lookup(fs, parent, first)];
-    if t0.elapsed() < COLD && !sweep::always() {
-        out.extend(rest.iter().map(|n| lookup(fs, parent, n)));
-        return out;
-    }
-    let pstate = parent.snapshot();
-    let found = sweep::map(rest, |n| find(&fs.layers, &pstate, n));
-    for (n, f) in rest.iter().zip(found) {
-        out.push(f.and_then(|f| f.ok_or_else(|| err(libc::ENOENT))).map(|f| reference_found(fs, parent, n, f)));
+    let mut out = Vec::with_capacity(names.len());
+    let mut reads = sys::thread_block_reads();
+    let mut next_check = 1;
+    while out.len() < names.len() {
+        let cold = sweep::always() && out.len() == 1;
+        if cold || out.len() == next_check {
+            let now = if cold { reads + 1 } else { sys::thread_block_reads() };
+            next_check *= 2;
+            if now > reads && sweep::parallel(names.len() - out.len()) {
+                let rest = &names[out.len()..];
+                let pstate = parent.snapshot();
+                let found = sweep::map(rest, |n| find(&fs.layers, &pstate, n));
+                for (n, f) in rest.iter().zip(found) {
+                    out.push(
+                        f.and_then(|f| f.ok_or_else(|| err(libc::ENOENT))).map(|f| reference_found(fs, parent, n, f)),
+                    );
+                }
+                break;
+            }
+            reads = now;
+        }
+        out.push(lookup(fs, parent, names[out.len()]));
     }
     out
 }

@@ -68,6 +68,18 @@ pub fn nofile_limit() -> (u64, u64) {
     }
 }
 
+/// Blocks this thread has read from disks so far (`ru_inblock`: every read
+/// it submitted, metadata included), 0 if unknown.
+pub fn thread_block_reads() -> u64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: ru is writable for one rusage; RUSAGE_THREAD has no other input.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: filled by the successful call (and zeroed before).
+    unsafe { ru.assume_init() }.ru_inblock as u64
+}
+
 /// The effective uid of this process.
 pub fn geteuid() -> u32 {
     // SAFETY: no failure mode.
