@@ -388,7 +388,18 @@ pub fn lower_visible(layers: &Layers, parent: &InodeState, name: &OsStr) -> io::
 
 /// Look up `name` under `parent` and take a kernel reference on the result.
 pub fn lookup(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr) -> io::Result<(Arc<Inode>, at::Stat)> {
-    let f = find(&fs.layers, &parent.snapshot(), name)?.ok_or_else(|| err(libc::ENOENT))?;
+    referenced(fs, parent, name, find(&fs.layers, &parent.snapshot(), name))
+}
+
+/// What `find` answered for `name`, entered with a kernel reference
+/// (nothing visible: ENOENT).
+fn referenced(
+    fs: &UnionFs,
+    parent: &Arc<Inode>,
+    name: &OsStr,
+    found: io::Result<Option<Found>>,
+) -> io::Result<(Arc<Inode>, at::Stat)> {
+    let f = found?.ok_or_else(|| err(libc::ENOENT))?;
     Ok(reference_found(fs, parent, name, f))
 }
 
@@ -405,22 +416,18 @@ pub fn lookup_many(fs: &UnionFs, parent: &Arc<Inode>, names: &[&OsStr]) -> Vec<i
     let mut reads = sys::thread_block_reads();
     let mut next_check = 1;
     while out.len() < names.len() {
-        let cold = sweep::always() && out.len() == 1;
-        if cold || out.len() == next_check {
-            let now = if cold { reads + 1 } else { sys::thread_block_reads() };
+        if out.len() == next_check {
             next_check *= 2;
-            if now > reads && sweep::parallel(names.len() - out.len()) {
-                let rest = &names[out.len()..];
+            let now = sys::thread_block_reads();
+            let cold = now > reads || sweep::always();
+            reads = now;
+            let rest = &names[out.len()..];
+            if cold && sweep::parallel(rest.len()) {
                 let pstate = parent.snapshot();
                 let found = sweep::map(rest, |n| find(&fs.layers, &pstate, n));
-                for (n, f) in rest.iter().zip(found) {
-                    out.push(
-                        f.and_then(|f| f.ok_or_else(|| err(libc::ENOENT))).map(|f| reference_found(fs, parent, n, f)),
-                    );
-                }
+                out.extend(rest.iter().zip(found).map(|(n, f)| referenced(fs, parent, n, f)));
                 break;
             }
-            reads = now;
         }
         out.push(lookup(fs, parent, names[out.len()]));
     }
