@@ -224,8 +224,7 @@ pub fn ftruncate(fd: RawFd, size: u64) -> io::Result<()> {
 pub fn read_dir_fd(fd: RawFd) -> io::Result<Vec<(Vec<u8>, u8, u64)>> {
     // A fresh open description so concurrent readers never share an offset.
     let dfd = openat(fd, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-    // One buffer per thread, allocated and zeroed once (a fresh 64 KiB per
-    // call was a third of a warm read of a small directory).
+    // One buffer per thread, allocated and zeroed once, not per call.
     thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]));
     BUF.with(|b| match b.try_borrow_mut() {
         Ok(mut buf) => getdents_all(&dfd, &mut buf),
