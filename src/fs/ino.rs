@@ -29,7 +29,7 @@ use crate::fs::lookup::Found;
 use crate::fs::UnionFs;
 use crate::sys::{at, xattr};
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 /// Suffix of the private xattr recording a copied-up object's origin inode.
 pub const ORIGIN_XATTR: &str = "unionfs.origin";
@@ -130,8 +130,7 @@ fn indexed_number(fs: &UnionFs, f: &Found) -> Option<u64> {
     if let Some(Origin::Number(n)) = origin_of(fs, f) {
         return Some(n);
     }
-    let fd = f.upper.as_ref()?.fd().ok()?;
-    let v = xattr::get(xattr::Target::Path(fd.as_raw_fd()), &fs.layers.xattr_name("origin")).ok()??;
+    let v = f.upper.as_ref()?.xattr(&fs.layers.xattr_name("origin")).ok()??;
     index::origin_number(&fs.layers, &v)
 }
 
@@ -142,11 +141,7 @@ pub fn nodeid_for(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> u64 
 
 /// The origin record of a found upper object.
 fn origin_of(fs: &UnionFs, f: &Found) -> Option<Origin> {
-    let fd = f.upper.as_ref()?.fd().ok()?;
-    let fd = fd.as_raw_fd();
-    let dir = (f.st.st_mode & libc::S_IFMT) == libc::S_IFDIR;
-    let t = if dir { xattr::Target::Fd(fd) } else { xattr::Target::Path(fd) };
-    let v = xattr::get(t, &fs.layers.xattr_name(ORIGIN_XATTR)).ok()??;
+    let v = f.upper.as_ref()?.xattr(&fs.layers.xattr_name(ORIGIN_XATTR)).ok()??;
     parse_origin(&fs.layers, &v)
 }
 

@@ -80,26 +80,39 @@ pub fn open_dir_at(dirfd: RawFd, name: &OsStr) -> io::Result<Fd> {
 pub fn probe(layers: &Layers, dir: &Real, name: &OsStr) -> io::Result<Probe> {
     let dfd = dir.fd()?;
     let dirfd = dfd.as_raw_fd();
-    match at::openat(dirfd, name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
-        Ok(fd) => {
-            let st = at::fstat(fd.as_raw_fd())?;
-            if whiteout::is_whiteout_stat(&st) || whiteout::is_xattr_whiteout(layers, fd.as_raw_fd(), &st) {
-                return Ok(Probe::Whiteout);
+    // A stat by name; only a directory is opened here (its listing and
+    // markers are read next), other objects when something needs them.
+    let mut tries = 0;
+    loop {
+        let st = match at::lstatat(dirfd, name) {
+            Ok(st) => st,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return Ok(if at::lstatat(dirfd, &whiteout::oci_marker(name)).is_ok() {
+                    Probe::Whiteout
+                } else {
+                    Probe::Absent
+                });
             }
-            if is_dir(&st) {
-                let d = open_dir_at(fd.as_raw_fd(), OsStr::new("."))?;
+            Err(e) => return Err(e),
+        };
+        if whiteout::is_whiteout_stat(&st) || whiteout::is_xattr_whiteout(layers, dirfd, name, &st) {
+            return Ok(Probe::Whiteout);
+        }
+        if !is_dir(&st) {
+            return Ok(Probe::Entry(Real::known(dir, name, &st), st));
+        }
+        match open_dir_at(dirfd, name) {
+            Ok(d) => {
+                let st = at::fstat(d.as_raw_fd())?;
                 return Ok(Probe::Entry(Real::at(dir, name, d, &st), st));
             }
-            Ok(Probe::Entry(Real::at(dir, name, Arc::new(fd), &st), st))
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            if at::lstatat(dirfd, &whiteout::oci_marker(name)).is_ok() {
-                Ok(Probe::Whiteout)
-            } else {
-                Ok(Probe::Absent)
+            // Replaced between the stat and the open (an upper directory
+            // being copied up or renamed): look again.
+            Err(e) if tries == 0 && matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => {
+                tries += 1;
             }
+            Err(e) => return Err(e),
         }
-        Err(e) => Err(e),
     }
 }
 
@@ -327,11 +340,10 @@ fn resolve_metacopy(
     target: Target,
     from: usize,
 ) -> io::Result<()> {
-    let fd = top.fd()?;
-    if !metacopy::is_metacopy(layers, fd.as_raw_fd())? {
+    if !metacopy::is_metacopy(layers, top)? {
         return Ok(());
     }
-    let rec = metacopy::redirect(layers, fd.as_raw_fd());
+    let rec = metacopy::redirect(layers, top);
     let target = match &rec {
         Some(r) => target.redirect(r),
         None => target,
@@ -366,11 +378,10 @@ fn find_data(
                 if !is_reg(&st) {
                     return Ok(None);
                 }
-                let fd = real.fd()?;
-                if !metacopy::is_metacopy(layers, fd.as_raw_fd())? {
+                if !metacopy::is_metacopy(layers, &real)? {
                     return Ok(Some((real, st)));
                 }
-                if let Some(r) = metacopy::redirect(layers, fd.as_raw_fd()) {
+                if let Some(r) = metacopy::redirect(layers, &real) {
                     target = target.redirect(&r);
                 }
             }

@@ -46,25 +46,23 @@ fn valid_value(v: &[u8]) -> bool {
     v.is_empty() || ((4..=4 + 64).contains(&v.len()) && v[0] == 0 && usize::from(v[1]) == v.len())
 }
 
-/// Does the regular file held by `fd` (O_PATH) carry the metacopy mark?
+/// Does the regular file `f` (just found) carry the metacopy mark?
 /// A malformed mark is EIO, as in the kernel.
-pub fn is_metacopy(layers: &Layers, fd: RawFd) -> io::Result<bool> {
-    match xattr::get(xattr::Target::Path(fd), &layers.xattr_name(METACOPY_XATTR)) {
-        Ok(None) => Ok(false),
-        Ok(Some(v)) if valid_value(&v) => Ok(true),
-        Ok(Some(_)) => Err(err(libc::EIO)),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP)) => Ok(false),
-        Err(e) => Err(e),
+pub fn is_metacopy(layers: &Layers, f: &Real) -> io::Result<bool> {
+    match f.xattr(&layers.xattr_name(METACOPY_XATTR))? {
+        None => Ok(false),
+        Some(v) if valid_value(&v) => Ok(true),
+        Some(_) => Err(err(libc::EIO)),
     }
 }
 
 /// A metacopy file's redirect record (where its data is), if the mount
 /// follows redirects and the record is one the kernel accepts.
-pub fn redirect(layers: &Layers, fd: RawFd) -> Option<OsString> {
+pub fn redirect(layers: &Layers, f: &Real) -> Option<OsString> {
     if !layers.follow_redirects {
         return None;
     }
-    let v = xattr::get(xattr::Target::Path(fd), &layers.xattr_name("redirect")).ok()??;
+    let v = f.xattr(&layers.xattr_name("redirect")).ok()??;
     valid_redirect(&v).then(|| OsString::from_vec(v))
 }
 

@@ -102,13 +102,12 @@ fn read_layer(layers: &Layers, dirfd: RawFd, xwh: bool, learn: bool) -> io::Resu
         let kind = match dtype_kind(dtype) {
             // In a directory holding xattr whiteouts, empty files may be whiteouts.
             Some(libc::S_IFREG) if xwh => {
-                let fd = match at::openat(dirfd, &os, libc::O_PATH | libc::O_NOFOLLOW, 0) {
-                    Ok(fd) => fd,
+                let st = match at::lstatat(dirfd, &os) {
+                    Ok(st) => st,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                     Err(e) => return Err(e),
                 };
-                let st = at::fstat(fd.as_raw_fd())?;
-                if is_xattr_whiteout(layers, fd.as_raw_fd(), &st) {
+                if is_xattr_whiteout(layers, dirfd, &os, &st) {
                     wh.push(os);
                     continue;
                 }

@@ -20,7 +20,7 @@
 //! only the slot lock; nothing blocking runs under the ring lock.
 
 use crate::fs::layers::Fd;
-use crate::sys::at;
+use crate::sys::{at, xattr};
 use parking_lot::{Mutex, RwLock};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -127,14 +127,14 @@ impl Drop for Pin {
 }
 
 impl Real {
-    fn make(loc: Loc, st: &at::Stat, fd: Fd, cache: Arc<FdCache>) -> Real {
+    fn make(loc: Loc, st: &at::Stat, fd: Option<Fd>, cache: Arc<FdCache>) -> Real {
         Real(Arc::new(Inner {
             referenced: AtomicBool::new(!matches!(loc, Loc::Fixed)),
             loc: RwLock::new(loc),
             dev: st.st_dev,
             ino: st.st_ino,
             dir: st.st_mode & libc::S_IFMT == libc::S_IFDIR,
-            slot: Mutex::new(Some(fd)),
+            slot: Mutex::new(fd),
             pins: AtomicU32::new(0),
             cache,
         }))
@@ -143,14 +143,42 @@ impl Real {
     /// A real object that is always open (a layer root, a detached copy).
     pub fn fixed(fd: Fd, cache: &Arc<FdCache>) -> io::Result<Real> {
         let st = at::fstat(fd.as_raw_fd())?;
-        Ok(Real::make(Loc::Fixed, &st, fd, cache.clone()))
+        Ok(Real::make(Loc::Fixed, &st, Some(fd), cache.clone()))
     }
 
     /// `name` in `parent`, just opened as `fd` with attributes `st`.
     pub fn at(parent: &Real, name: &OsStr, fd: Fd, st: &at::Stat) -> Real {
-        let r = Real::make(Loc::At(parent.clone(), name.to_os_string()), st, fd, parent.0.cache.clone());
+        let r = Real::make(Loc::At(parent.clone(), name.to_os_string()), st, Some(fd), parent.0.cache.clone());
         r.0.cache.admit(&r.0);
         r
+    }
+
+    /// `name` in `parent`, just found with attributes `st` and not opened:
+    /// its descriptor is opened (and checked against `st`) when first asked
+    /// for. A lookup of a file that is never opened costs no descriptor.
+    pub fn known(parent: &Real, name: &OsStr, st: &at::Stat) -> Real {
+        Real::make(Loc::At(parent.clone(), name.to_os_string()), st, None, parent.0.cache.clone())
+    }
+
+    /// An xattr of an object just found (`Ok(None)`: absent): through its
+    /// descriptor when it has one, else by its name in its parent, without
+    /// opening it.
+    pub fn xattr(&self, xname: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        let held = self.0.slot.lock().clone();
+        if let Some(fd) = held {
+            let fd = fd.as_raw_fd();
+            let t = if self.0.dir { xattr::Target::Fd(fd) } else { xattr::Target::Path(fd) };
+            return match xattr::get(t, xname) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(None),
+                r => r,
+            };
+        }
+        let loc = self.0.loc.read().clone();
+        let Loc::At(parent, name) = loc else {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        };
+        let pfd = parent.fd()?;
+        xattr::get_at(pfd.as_raw_fd(), &name, xname)
     }
 
     /// Open `name` in `parent` (directories for reading, others `O_PATH`).

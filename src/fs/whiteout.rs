@@ -35,10 +35,10 @@ pub fn is_whiteout_stat(st: &at::Stat) -> bool {
 /// predicate for the xattr form). Where it counts is the kernel's (6.7+)
 /// rule: lookup counts it in every directory, readdir only in a lower
 /// directory marked as holding xattr whiteouts ([`DirMarks::xwhiteouts`]).
-pub fn is_xattr_whiteout(layers: &Layers, fd: RawFd, st: &at::Stat) -> bool {
+pub fn is_xattr_whiteout(layers: &Layers, dirfd: RawFd, name: &OsStr, st: &at::Stat) -> bool {
     (st.st_mode & libc::S_IFMT) == libc::S_IFREG
         && st.st_size == 0
-        && matches!(xattr::get(xattr::Target::Path(fd), &layers.xattr_name("whiteout")), Ok(Some(_)))
+        && matches!(xattr::get_at(dirfd, name, &layers.xattr_name("whiteout")), Ok(Some(_)))
 }
 
 /// What a real directory's markers say.
