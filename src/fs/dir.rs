@@ -236,9 +236,29 @@ fn inode_for(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, f: &Found) -> Arc<
     ))
 }
 
-/// `parent/name` of a found object went away.
-fn mark_unlinked(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) {
-    if let Some(i) = fs.inodes.get(ino::nodeid_for(fs, parent, name, f)) {
+/// The live inode of an object about to lose `parent/name`, if the kernel
+/// knows it. Its upper object gets a descriptor (objects are opened lazily,
+/// see `real.rs`), kept while the inode lives: the real inode number stays
+/// taken until the kernel forgets the inode, so no object made meanwhile gets
+/// it (and our node ID for it, where it would look like another name of it).
+fn losing_name(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> Option<Arc<Inode>> {
+    let i = fs.inodes.get(ino::nodeid_for(fs, parent, name, f))?;
+    hold_upper(&i);
+    Some(i)
+}
+
+fn hold_upper(i: &Inode) {
+    let up = i.state.read().upper.clone();
+    if let Some(u) = up {
+        if let Err(e) = u.fd() {
+            debug!("holding inode {} before a removal: {e}", i.nodeid);
+        }
+    }
+}
+
+/// `parent/name` of `victim` (from `losing_name`) went away.
+fn mark_unlinked(parent: &Inode, name: &OsStr, victim: Option<Arc<Inode>>) {
+    if let Some(i) = victim {
         i.state.write().remove_alias(parent.nodeid, name);
     }
 }
@@ -268,6 +288,7 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
         // A name of an indexed file goes as a link in the upper layer.
         index::prepare_name(fs, &inode_for(fs, parent, name, &f), &pup, name, &mut f)?;
     }
+    let victim = losing_name(fs, parent, name, &f);
     match (&f.upper, need_wh) {
         (Some(_), false) if !f_is_dir => at::unlinkat(pfd, name, 0)?,
         (Some(u), false) => {
@@ -288,7 +309,7 @@ pub fn remove(fs: &UnionFs, parent: &Arc<Inode>, name: &OsStr, dir: bool) -> io:
             whiteout_over(&fs.layers, pfd, name, false)?;
         }
     }
-    mark_unlinked(fs, parent, name, &f);
+    mark_unlinked(parent, name, victim);
     if let Some(h) = &f.index {
         index::name_removed(fs, h);
     }
@@ -455,6 +476,9 @@ pub fn rename(
         set_name(d, newparent, newname, parent, name);
         return Ok(());
     }
+    if let Some(d) = &dst_ino {
+        hold_upper(d);
+    }
     let dst_upper = probe(&fs.layers, &npup, newname)?;
     if let (Some(d), Probe::Entry(dreal, _)) = (&dst, &dst_upper) {
         if is_dir(&d.st) && (!dst_pure || readdir::is_empty(&fs.layers, d.upper.as_ref(), &d.lowers)?) {
@@ -494,7 +518,7 @@ pub fn rename(
         src_ino.state.write().redirect = Some(r);
     }
     if let Some(d) = &dst {
-        mark_unlinked(fs, newparent, newname, d);
+        mark_unlinked(newparent, newname, dst_ino.clone());
         if let Some(h) = &d.index {
             index::name_removed(fs, h);
         }
