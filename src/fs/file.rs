@@ -86,8 +86,14 @@ pub fn open(fs: &UnionFs, ino: &Arc<Inode>, flags: i32, register: Register) -> i
         let data = s.data_obj().ok_or_else(|| err(libc::ESTALE))?;
         (data, s.upper.is_none() || s.data.is_some())
     };
-    let pin = real.pin()?;
-    let fd = at::reopen(real.fd()?.as_raw_fd(), flags)?;
+    // A lower object is never removed: an open of it needs no pin, and is
+    // opened by name when no descriptor of it is held.
+    let (fd, pin) = if on_lower {
+        (real.open_io(flags)?, None)
+    } else {
+        let pin = real.pin()?;
+        (at::reopen(real.fd()?.as_raw_fd(), flags)?, Some(pin))
+    };
     let io = io_mode(fs, ino, &real, &fd, (on_lower, append, wants_write(flags)), register)?;
     Ok((insert(fs, ino, fd, flags & !libc::O_TRUNC, on_lower, pin, io.held()), io))
 }
@@ -99,7 +105,7 @@ pub fn register(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32, registe
     let append = flags & libc::O_APPEND != 0;
     let flags = flags & !(STRIP | libc::O_TRUNC);
     let io = io_mode(fs, ino, &up, &fd, (false, append, true), register)?;
-    Ok((insert(fs, ino, fd, flags, false, pin, io.held()), io))
+    Ok((insert(fs, ino, fd, flags, false, Some(pin), io.held()), io))
 }
 
 /// How the kernel serves a new open of `ino` on `real` (see `passthrough`).
@@ -115,14 +121,22 @@ fn io_mode(
     fs.passthrough.attach(ino.nodeid, &want, register)
 }
 
-fn insert(fs: &UnionFs, ino: &Arc<Inode>, fd: OwnedFd, flags: i32, on_lower: bool, pin: Pin, held: Held) -> u64 {
+fn insert(
+    fs: &UnionFs,
+    ino: &Arc<Inode>,
+    fd: OwnedFd,
+    flags: i32,
+    on_lower: bool,
+    pin: Option<Pin>,
+    held: Held,
+) -> u64 {
     let fh = fs.next_fh();
     let f = OpenFile {
         fd: RwLock::new(Arc::new(fd)),
         flags,
         on_lower: AtomicBool::new(on_lower),
         inode: ino.clone(),
-        pin: Mutex::new(Some(pin)),
+        pin: Mutex::new(pin),
         held,
     };
     fs.files.insert(fh, Arc::new(f));
@@ -141,6 +155,44 @@ pub fn handle_fd(fs: &UnionFs, fh: u64) -> io::Result<Fd> {
 pub fn read(fs: &UnionFs, fh: u64, off: u64, size: u32) -> io::Result<Vec<u8>> {
     let f = handle_fd(fs, fh)?;
     at::pread_vec(f.as_raw_fd(), size as usize, off as i64)
+}
+
+/// Largest file whose data an open hands to the kernel (one read-ahead
+/// window: what the first READ would have asked for anyway).
+pub const PREFETCH_MAX: i64 = 128 << 10;
+
+/// The data of a small file just opened read-only on its lower layer, for
+/// the kernel's page cache (`FUSE_NOTIFY_STORE` before the open's reply).
+/// Its reads then need no READ round trip, and no GETATTR after them (a READ
+/// makes the kernel drop the cached atime). Once per inode: the kernel keeps
+/// the pages for later opens (`FOPEN_KEEP_CACHE`), and reads them again
+/// through READ if it evicted them. None when not worth it or not safe.
+pub fn prefetch(fs: &UnionFs, fh: u64) -> Option<Vec<u8>> {
+    let f = handle(fs, fh).ok()?;
+    if !f.on_lower.load(Ordering::Acquire)
+        || f.flags & libc::O_ACCMODE != libc::O_RDONLY
+        || f.inode.kind != libc::S_IFREG
+        || f.inode.prefetched.load(Ordering::Relaxed)
+    {
+        return None;
+    }
+    let fd = f.fd().ok()?;
+    let st = at::fstat(fd.as_raw_fd()).ok()?;
+    if st.st_size <= 0 || st.st_size > PREFETCH_MAX {
+        return None;
+    }
+    let data = at::pread_vec(fd.as_raw_fd(), st.st_size as usize, 0).ok()?;
+    (data.len() as i64 == st.st_size).then_some(data)
+}
+
+/// After the data of `prefetch` went to the kernel: true if it still is the
+/// file's data. A copy-up meanwhile (a write open, a truncate) may have
+/// changed the file before the pages arrived: the caller then drops them.
+pub fn prefetched(fs: &UnionFs, fh: u64) -> bool {
+    let Ok(f) = handle(fs, fh) else { return false };
+    let fresh = f.inode.upper_data().is_none();
+    f.inode.prefetched.store(fresh, Ordering::Relaxed);
+    fresh
 }
 
 pub fn write(fs: &UnionFs, fh: u64, off: u64, data: &[u8]) -> io::Result<u32> {

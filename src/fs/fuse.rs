@@ -10,7 +10,7 @@ use crate::fs::{file, lookup, xattr, UnionFs};
 use crate::sys::at::{self, Time};
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
     TimeOrNow, WriteFlags,
 };
@@ -19,7 +19,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The fuser-facing wrapper around [`UnionFs`].
@@ -29,12 +29,31 @@ pub struct Fuse {
     ttl: Duration,
     /// The kernel checks POSIX ACLs and leaves the umask to us.
     posix_acl: bool,
+    /// Pushes data to the kernel's page cache (set once the session exists).
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl Fuse {
-    pub fn new(fs: UnionFs) -> Fuse {
+    /// `notifier` is filled in once the session exists.
+    pub fn new(fs: UnionFs, notifier: Arc<OnceLock<Notifier>>) -> Fuse {
         let ttl = fs.opts.timeout;
-        Fuse { fs, ttl, posix_acl: false }
+        Fuse { fs, ttl, posix_acl: false, notifier }
+    }
+
+    /// Hand a small lower file's data to the kernel before the open is
+    /// answered (see `file::prefetch`). Errors only cost the saving.
+    fn prefetch(&self, ino: INodeNo, fh: u64) {
+        let Some(n) = self.notifier.get() else { return };
+        let Some(data) = file::prefetch(&self.fs, fh) else { return };
+        if let Err(e) = n.store(ino, 0, &data) {
+            debug!("prefetch of inode {}: {e}", ino.0);
+            return;
+        }
+        if !file::prefetched(&self.fs, fh) {
+            if let Err(e) = n.inval_inode(ino, 0, -1) {
+                debug!("dropping the prefetch of inode {}: {e}", ino.0);
+            }
+        }
     }
 
     /// The request's credentials as stored ids.
@@ -368,7 +387,12 @@ impl Filesystem for Fuse {
         });
         match r {
             Ok((fh, Io::Passthrough(b))) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
-            Ok((fh, io)) => reply.opened(FileHandle(fh), open_flags(&io)),
+            Ok((fh, io)) => {
+                if matches!(io, Io::Cached { keep_cache: true }) && flags.0 & libc::O_DIRECT == 0 {
+                    self.prefetch(ino, fh);
+                }
+                reply.opened(FileHandle(fh), open_flags(&io))
+            }
             Err(e) => reply.error(errno("open", e)),
         }
     }

@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub const ROOT_ID: u64 = 1;
@@ -133,6 +133,9 @@ pub struct Inode {
     pub state: RwLock<InodeState>,
     /// Held for the duration of a copy-up of this inode.
     pub copy_up_lock: Mutex<()>,
+    /// Its lower data was handed to the kernel's page cache at an open
+    /// (`file::prefetch`): later opens find it there.
+    pub prefetched: AtomicBool,
 }
 
 impl Inode {
@@ -144,6 +147,7 @@ impl Inode {
             nlookup: AtomicU64::new(0),
             state: RwLock::new(state),
             copy_up_lock: Mutex::new(()),
+            prefetched: AtomicBool::new(false),
         }
     }
 

@@ -236,6 +236,29 @@ impl Real {
         Err(last)
     }
 
+    /// A new descriptor of the object for I/O with `flags` (no creation
+    /// flags): reopened from the held descriptor if there is one, else
+    /// opened by name in its parent and checked against its identity
+    /// (ESTALE if the name now holds another object).
+    pub fn open_io(&self, flags: i32) -> io::Result<OwnedFd> {
+        let held = self.0.slot.lock().clone();
+        if let Some(fd) = held {
+            self.0.referenced.store(true, Ordering::Relaxed);
+            return at::reopen(fd.as_raw_fd(), flags);
+        }
+        let loc = self.0.loc.read().clone();
+        let Loc::At(parent, name) = loc else {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        };
+        let pfd = parent.fd()?;
+        let fd = at::openat(pfd.as_raw_fd(), &name, flags | libc::O_NOFOLLOW, 0)?;
+        let st = at::fstat(fd.as_raw_fd())?;
+        if (st.st_dev, st.st_ino) != self.id() {
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        Ok(fd)
+    }
+
     /// The object was renamed to `parent/name` (by us, in the upper layer).
     pub fn relocate(&self, parent: &Real, name: &OsStr) {
         let mut loc = self.0.loc.write();

@@ -15,6 +15,7 @@ use log::{info, warn};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
@@ -153,13 +154,15 @@ fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedF
         r => r,
     }
     .map_err(|e| format!("mount {}: {}", mountpoint.display(), sys::tree::strip_os(&e)))?;
-    let session = match Session::from_fd(Fuse::new(fs), dev, acl, config) {
+    let notifier = Arc::new(OnceLock::new());
+    let session = match Session::from_fd(Fuse::new(fs, notifier.clone()), dev, acl, config) {
         Ok(s) => s,
         Err(e) => {
             unmount_on_signal(mountpoint);
             return Err(format!("mount {}: {e}", mountpoint.display()));
         }
     };
+    let _ = notifier.set(session.notifier());
     info!("mounted {} with {threads} threads", mountpoint.display());
     let mnt = mountpoint.to_path_buf();
     std::thread::Builder::new()
