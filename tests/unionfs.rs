@@ -330,6 +330,36 @@ fn a_removed_objects_number_taken_by_a_new_one_is_a_new_inode() {
 }
 
 #[test]
+fn small_lower_files_read_from_the_open_follow_later_changes() {
+    // A small lower file's data reaches the kernel with its open; a read-only
+    // descriptor must still see writes made through another one (the kernel
+    // overlay's reads follow the copy-up), a truncate, and a rewrite.
+    use std::io::{Read, Seek, SeekFrom};
+    let l = Layout::new(1);
+    l.lower_file(0, "s", "lower data\n");
+    l.lower_file(0, "t", "to be truncated");
+    l.lower_file(0, "big", &"x".repeat(300 << 10));
+    let _m = l.mount();
+    let mut ro = fs::File::open(l.m("s")).unwrap();
+    let mut got = String::new();
+    ro.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "lower data\n");
+    let mut w = fs::OpenOptions::new().write(true).open(l.m("s")).unwrap();
+    w.write_all(b"UPPER").unwrap();
+    ro.seek(SeekFrom::Start(0)).unwrap();
+    got.clear();
+    ro.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "UPPER data\n", "the read-only descriptor follows the copy-up");
+    assert_eq!(fs::read_to_string(l.m("s")).unwrap(), "UPPER data\n");
+    assert_eq!(fs::read_to_string(l.m("t")).unwrap(), "to be truncated");
+    fs::OpenOptions::new().write(true).open(l.m("t")).unwrap().set_len(5).unwrap();
+    assert_eq!(fs::read_to_string(l.m("t")).unwrap(), "to be");
+    fs::write(l.m("t"), "rewritten, longer than before").unwrap();
+    assert_eq!(fs::read_to_string(l.m("t")).unwrap(), "rewritten, longer than before");
+    assert_eq!(fs::read(l.m("big")).unwrap().len(), 300 << 10);
+}
+
+#[test]
 fn concurrent_copy_ups_of_the_same_files() {
     let l = Layout::new(1);
     for i in 0..20 {
