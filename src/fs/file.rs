@@ -159,7 +159,7 @@ pub fn read(fs: &UnionFs, fh: u64, off: u64, size: u32) -> io::Result<Vec<u8>> {
 
 /// Largest file whose data an open hands to the kernel (one read-ahead
 /// window: what the first READ would have asked for anyway).
-pub const PREFETCH_MAX: i64 = 128 << 10;
+const PREFETCH_MAX: i64 = 128 << 10;
 
 /// The data of a small file just opened read-only on its lower layer, for
 /// the kernel's page cache (`FUSE_NOTIFY_STORE` before the open's reply).
