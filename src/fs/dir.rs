@@ -12,6 +12,7 @@ use crate::fs::inode::{Inode, InodeState};
 use crate::fs::layers::Fd;
 use crate::fs::lookup::{self, check_name, err, find, lower_visible, probe, Found, Probe};
 use crate::fs::readdir;
+use crate::fs::real::Real;
 use crate::fs::whiteout::{self, is_marker_name, set_opaque, temp_name, whiteout_at, whiteout_over};
 use crate::fs::UnionFs;
 use crate::sys::tree::remove_contents;
@@ -97,7 +98,7 @@ pub fn create(
     let (dir, tname) = if over_whiteout { (fs.layers.work_fd()?, temp_name()) } else { (pfd, name.to_os_string()) };
     let pst = at::fstat(pfd)?;
     let made = make(fs, dir, &tname, &obj, src.as_ref(), who, &pst, over_whiteout);
-    let file = match made {
+    let (file, kept) = match made {
         Ok(f) => f,
         Err(e) => {
             if over_whiteout {
@@ -126,16 +127,29 @@ pub fn create(
             fs.inodes.reference(src.nodeid, || Inode::new(src.nodeid, src.st_ino(), src.kind, src.snapshot()));
         return Ok((ino, st, None));
     }
-    let f = match probe(&fs.layers, &pup, name)? {
-        Probe::Entry(real, st) => {
-            let opaque = is_dir(&st) && whiteout::dir_marks(&fs.layers, real.fd()?.as_raw_fd()).opaque;
-            Found { upper: Some(real), opaque, ..Found::of(st) }
+    let f = match kept {
+        // A new file: its descriptor from the setup (the rename over a
+        // whiteout kept the object), no second lookup.
+        Some((fd, st)) => {
+            let st = if over_whiteout { at::fstat(fd.as_raw_fd())? } else { st };
+            Found { upper: Some(Real::at(&pup, name, Arc::new(fd), &st)), new: true, ..Found::of(st) }
         }
-        _ => return Err(err(libc::EIO)),
+        None => match probe(&fs.layers, &pup, name)? {
+            Probe::Entry(real, st) => {
+                let opaque = is_dir(&st) && whiteout::dir_marks(&fs.layers, real.fd()?.as_raw_fd()).opaque;
+                Found { upper: Some(real), opaque, ..Found::of(st) }
+            }
+            _ => return Err(err(libc::EIO)),
+        },
     };
     let (ino, st) = lookup::reference_found(fs, parent, name, f);
     Ok((ino, st, file))
 }
+
+/// What `make` made: a new file's open descriptor, and for a new file its
+/// `O_PATH` descriptor and attributes once set up (its real object's
+/// descriptor, without looking it up again).
+type Made = (Option<OwnedFd>, Option<(OwnedFd, at::Stat)>);
 
 /// Make the object at `dir/name` with the caller's ownership.
 #[allow(clippy::too_many_arguments)]
@@ -148,7 +162,7 @@ fn make(
     who: Caller,
     parent_st: &at::Stat,
     opaque: bool,
-) -> io::Result<Option<OwnedFd>> {
+) -> io::Result<Made> {
     let setgid_parent = parent_st.st_mode & libc::S_ISGID != 0;
     let acl_parent = matches!(xattr::get(xattr::Target::Fd(dir), OsStr::new("system.posix_acl_default")), Ok(Some(_)));
     let mut file = None;
@@ -181,33 +195,37 @@ fn make(
         NewObj::Link { .. } => {
             let src = link_src.ok_or_else(|| err(libc::EIO))?;
             at::link_fd(src.as_raw_fd(), dir, name)?;
-            return Ok(None);
+            return Ok((None, None));
         }
     };
     // Made: from here on a failure removes it again (nothing half-made stays).
-    let setup = || -> io::Result<()> {
+    let setup = || -> io::Result<Option<(OwnedFd, at::Stat)>> {
         let obj_fd = at::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
         let gid = if setgid_parent { None } else { Some(who.gid) };
         at::fchown(obj_fd.as_raw_fd(), Some(who.uid), gid)?;
-        if !matches!(obj, NewObj::Symlink { .. }) {
-            let st = at::fstat(obj_fd.as_raw_fd())?;
-            // A default ACL of the parent decided the permission bits; the
-            // chown may only have cleared setuid/setgid.
-            let want = if acl_parent { (st.st_mode & 0o777) | (mode & 0o7000) } else { mode };
-            if st.st_mode & 0o7777 != want {
-                at::fchmod(obj_fd.as_raw_fd(), want)?;
-            }
+        if matches!(obj, NewObj::Symlink { .. }) {
+            return Ok(None);
         }
-        Ok(())
+        let mut st = at::fstat(obj_fd.as_raw_fd())?;
+        // A default ACL of the parent decided the permission bits; the
+        // chown may only have cleared setuid/setgid.
+        let want = if acl_parent { (st.st_mode & 0o777) | (mode & 0o7000) } else { mode };
+        if st.st_mode & 0o7777 != want {
+            at::fchmod(obj_fd.as_raw_fd(), want)?;
+            st = at::fstat(obj_fd.as_raw_fd())?;
+        }
+        Ok(matches!(obj, NewObj::File { .. }).then_some((obj_fd, st)))
     };
-    if let Err(e) = setup() {
-        let flags = if matches!(obj, NewObj::Dir { .. }) { libc::AT_REMOVEDIR } else { 0 };
-        if let Err(e2) = at::unlinkat(dir, name, flags) {
-            debug!("cannot remove {name:?} after a failed setup: {e2}");
+    match setup() {
+        Ok(kept) => Ok((file, kept)),
+        Err(e) => {
+            let flags = if matches!(obj, NewObj::Dir { .. }) { libc::AT_REMOVEDIR } else { 0 };
+            if let Err(e2) = at::unlinkat(dir, name, flags) {
+                debug!("cannot remove {name:?} after a failed setup: {e2}");
+            }
+            Err(e)
         }
-        return Err(e);
     }
-    Ok(file)
 }
 
 /// The cached inode for a found object, or a transient one (not entered in the table).
@@ -346,7 +364,7 @@ fn lower_path(dir: &Arc<Inode>) -> Vec<OsString> {
 /// metacopy file) that is about to move (to the same parent: `samedir`) where
 /// those parts (its data) are, as the kernel does: a relative record (a name)
 /// while it stays in its parent, else the absolute path. Returns the record.
-fn set_redirect(fs: &UnionFs, dir: &Arc<Inode>, up: &crate::fs::real::Real, samedir: bool) -> io::Result<OsString> {
+fn set_redirect(fs: &UnionFs, dir: &Arc<Inode>, up: &Real, samedir: bool) -> io::Result<OsString> {
     let cur = dir.snapshot().redirect;
     let rec = match cur {
         Some(r) if r.as_bytes().starts_with(b"/") => r,

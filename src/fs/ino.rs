@@ -111,7 +111,7 @@ pub fn numbers(fs: &UnionFs, parent: &Inode, name: &OsStr, f: &Found) -> (u64, u
         }
         return (real, real);
     }
-    match origin_of(fs, f) {
+    match if f.new { None } else { origin_of(fs, f) } {
         Some(Origin::Number(n)) => (n, n),
         Some(Origin::Node(n)) => (n, real),
         None => (real, real),

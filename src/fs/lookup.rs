@@ -40,12 +40,23 @@ pub struct Found {
     pub index: Option<index::Hit>,
     /// Attributes of the top object.
     pub st: at::Stat,
+    /// Just made by this mount (no origin record to look for).
+    pub new: bool,
 }
 
 impl Found {
     /// A plain object: nothing below it, no marks.
     pub fn of(st: at::Stat) -> Found {
-        Found { upper: None, lowers: Vec::new(), opaque: false, redirect: None, data: None, index: None, st }
+        Found {
+            upper: None,
+            lowers: Vec::new(),
+            opaque: false,
+            redirect: None,
+            data: None,
+            index: None,
+            st,
+            new: false,
+        }
     }
 }
 
