@@ -360,6 +360,32 @@ fn small_lower_files_read_from_the_open_follow_later_changes() {
 }
 
 #[test]
+fn ioctls_are_enotty_and_leave_no_log() {
+    // FUSE sends every ioctl to the daemon (Python's open() asks TCGETS of
+    // each file): the answer is ENOTTY, as on the kernel overlay, and the
+    // daemon's log stays quiet.
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let l = Layout::new(1);
+    l.lower_file(0, "f", "x");
+    let mut m = l.mount();
+    let f = fs::File::open(l.m("f")).unwrap();
+    for _ in 0..20 {
+        let mut t = [0u8; 256];
+        // SAFETY: TCGETS writes at most a struct termios into the buffer.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::TCGETS, t.as_mut_ptr()) };
+        assert_eq!((r, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ENOTTY)));
+    }
+    drop(f);
+    let mut child = m.child.take().expect("daemon");
+    force_umount(&m.mnt);
+    wait_or_kill(&mut child);
+    let mut log = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut log).unwrap();
+    assert!(!log.contains("ioctl"), "the daemon logged the ioctls: {log}");
+}
+
+#[test]
 fn concurrent_copy_ups_of_the_same_files() {
     let l = Layout::new(1);
     for i in 0..20 {
