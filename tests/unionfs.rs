@@ -386,6 +386,40 @@ fn ioctls_are_enotty_and_leave_no_log() {
 }
 
 #[test]
+fn inode_flags_show_the_top_object_and_set_on_a_copy_up() {
+    // lsattr/chattr, as on the kernel overlay: the flags shown are the top
+    // object's; setting them copies up and leaves the lower file alone.
+    use std::os::fd::AsRawFd;
+    fn flags(p: &Path) -> i32 {
+        let f = fs::File::open(p).unwrap();
+        let mut v: libc::c_int = 0;
+        // SAFETY: FS_IOC_GETFLAGS writes one int.
+        assert_eq!(unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut v) }, 0, "{}", p.display());
+        v
+    }
+    fn set_flags(p: &Path, v: i32) {
+        let f = fs::File::open(p).unwrap();
+        // SAFETY: FS_IOC_SETFLAGS reads one int.
+        assert_eq!(unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &v) }, 0, "{}", p.display());
+    }
+    const NOATIME: i32 = 0x80; // FS_NOATIME_FL, chattr +A
+    let l = Layout::new(1);
+    l.lower_file(0, "d/f", "data");
+    let _m = l.mount();
+    let lower = l.lowers[0].join("d/f");
+    assert_eq!(flags(&l.m("d/f")), flags(&lower));
+    assert_eq!(flags(&l.m("d")), flags(&l.lowers[0].join("d")));
+    for rel in ["d/f", "d"] {
+        let want = flags(&l.m(rel)) | NOATIME;
+        set_flags(&l.m(rel), want);
+        assert_eq!(flags(&l.m(rel)), want, "{rel} through the mount");
+        assert_eq!(flags(&l.upper.join(rel)), want, "{rel}'s upper copy");
+        assert_eq!(flags(&l.lowers[0].join(rel)) & NOATIME, 0, "{rel}'s lower");
+    }
+    assert_eq!(fs::read_to_string(l.m("d/f")).unwrap(), "data");
+}
+
+#[test]
 fn concurrent_copy_ups_of_the_same_files() {
     let l = Layout::new(1);
     for i in 0..20 {

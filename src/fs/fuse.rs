@@ -6,7 +6,7 @@ use crate::fs::dir::{self, Caller, NewObj};
 use crate::fs::inode::Inode;
 use crate::fs::passthrough::Io;
 use crate::fs::readdir::DirEntry;
-use crate::fs::{file, lookup, xattr, UnionFs};
+use crate::fs::{file, fileattr, lookup, xattr, UnionFs};
 use crate::sys::at::{self, Time};
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -397,22 +397,44 @@ impl Filesystem for Fuse {
         }
     }
 
-    /// No ioctl is served: every one is ENOTTY, what the kernel answers for
-    /// an ioctl a file does not know. FUSE sends each one here and does not
-    /// remember the answer (Python's `open()` asks `TCGETS` of every file it
-    /// opens buffered), so this stays quiet and cheap.
+    /// `lsattr`/`chattr` (the FUSE module asks for inode flags through these
+    /// two ioctls, see `fileattr.rs`); any other ioctl is ENOTTY, what the
+    /// kernel answers for an ioctl a file does not know. FUSE sends each one
+    /// here and does not remember the answer (Python's `open()` asks `TCGETS`
+    /// of every file it opens buffered), so this stays quiet and cheap.
     fn ioctl(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: IoctlFlags,
-        _cmd: u32,
-        _in_data: &[u8],
+        cmd: u32,
+        in_data: &[u8],
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTTY));
+        let set =
+            |f: fileattr::Flags| self.inode(ino).and_then(|i| fileattr::set(&self.fs, &i, &f)).map(|()| Vec::new());
+        let bad = || io::Error::from_raw_os_error(libc::EINVAL);
+        let r = match cmd {
+            c if c as libc::Ioctl == libc::FS_IOC_GETFLAGS => {
+                self.inode(ino).and_then(|i| fileattr::get_flags(&i)).map(|f| f.to_ne_bytes().to_vec())
+            }
+            at::FS_IOC_FSGETXATTR => self.inode(ino).and_then(|i| fileattr::get_fsxattr(&i)).map(|x| x.to_vec()),
+            c if c as libc::Ioctl == libc::FS_IOC_SETFLAGS => match <[u8; 4]>::try_from(in_data) {
+                Ok(b) => set(fileattr::Flags::Int(u32::from_ne_bytes(b))),
+                Err(_) => Err(bad()),
+            },
+            at::FS_IOC_FSSETXATTR => match <[u8; 28]>::try_from(in_data) {
+                Ok(x) => set(fileattr::Flags::Fsx(x)),
+                Err(_) => Err(bad()),
+            },
+            _ => Err(io::Error::from_raw_os_error(libc::ENOTTY)),
+        };
+        match r {
+            Ok(data) => reply.ioctl(0, &data),
+            Err(e) => reply.error(errno("ioctl", e)),
+        }
     }
 
     fn read(

@@ -26,6 +26,7 @@ pub mod attr;
 pub mod copy_up;
 pub mod dir;
 pub mod file;
+pub mod fileattr;
 pub mod fuse;
 pub mod idmap;
 pub mod index;

@@ -360,3 +360,40 @@ pub fn is_root() -> bool {
 pub fn set_unprivileged() {
     UNPRIVILEGED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
+
+/// The inode flags of an open file or directory (`FS_IOC_GETFLAGS`, what
+/// `lsattr` shows).
+pub fn get_flags(fd: RawFd) -> io::Result<u32> {
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the kernel writes one int through the pointer.
+    cvt(unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags as *mut libc::c_int) })?;
+    Ok(flags as u32)
+}
+
+/// Set the inode flags of an open file or directory (`FS_IOC_SETFLAGS`,
+/// what `chattr` does).
+pub fn set_flags(fd: RawFd, flags: u32) -> io::Result<()> {
+    let v = flags as libc::c_int;
+    // SAFETY: the kernel reads one int through the pointer.
+    cvt(unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &v as *const libc::c_int) }).map(drop)
+}
+
+/// `FS_IOC_FSGETXATTR` / `FS_IOC_FSSETXATTR`: `_IOR('X', 31, struct fsxattr)`
+/// and `_IOW('X', 32, struct fsxattr)` (a 28-byte struct; not in libc).
+pub const FS_IOC_FSGETXATTR: u32 = 0x801c_581f;
+pub const FS_IOC_FSSETXATTR: u32 = 0x401c_5820;
+
+/// The extended inode flags (`struct fsxattr`, as raw bytes) of an open file
+/// or directory.
+pub fn get_fsxattr(fd: RawFd) -> io::Result<[u8; 28]> {
+    let mut buf = [0u8; 28];
+    // SAFETY: the kernel writes one struct fsxattr (28 bytes) into buf.
+    cvt(unsafe { libc::ioctl(fd, FS_IOC_FSGETXATTR as libc::Ioctl, buf.as_mut_ptr()) })?;
+    Ok(buf)
+}
+
+/// Set the extended inode flags (`struct fsxattr` as raw bytes).
+pub fn set_fsxattr(fd: RawFd, fsx: &[u8; 28]) -> io::Result<()> {
+    // SAFETY: the kernel reads one struct fsxattr (28 bytes) from fsx.
+    cvt(unsafe { libc::ioctl(fd, FS_IOC_FSSETXATTR as libc::Ioctl, fsx.as_ptr()) }).map(drop)
+}
