@@ -494,8 +494,10 @@ pub fn rename(
         set_name(d, newparent, newname, parent, name);
         return Ok(());
     }
-    if let Some(d) = &dst_ino {
-        hold_upper(d);
+    // The target's inode, if the kernel knows it (not a transient one).
+    let victim = dst_ino.as_ref().and_then(|d| fs.inodes.get(d.nodeid).filter(|i| Arc::ptr_eq(i, d)));
+    if let Some(v) = &victim {
+        hold_upper(v);
     }
     let dst_upper = probe(&fs.layers, &npup, newname)?;
     if let (Some(d), Probe::Entry(dreal, _)) = (&dst, &dst_upper) {
@@ -536,7 +538,7 @@ pub fn rename(
         src_ino.state.write().redirect = Some(r);
     }
     if let Some(d) = &dst {
-        mark_unlinked(newparent, newname, dst_ino.clone());
+        mark_unlinked(newparent, newname, victim);
         if let Some(h) = &d.index {
             index::name_removed(fs, h);
         }

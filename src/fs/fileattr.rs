@@ -12,24 +12,17 @@ use crate::fs::real::Real;
 use crate::fs::UnionFs;
 use crate::sys::at;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-/// A descriptor of `real` the flag ioctls accept (no device is opened).
-fn open_for_flags(ino: &Inode, real: &Real) -> io::Result<Option<OwnedFd>> {
-    match ino.kind {
-        libc::S_IFDIR => Ok(None),
-        libc::S_IFREG => real.open_io(libc::O_RDONLY | libc::O_NONBLOCK).map(Some),
-        _ => Err(err(libc::ENOTTY)),
-    }
-}
-
-/// Run `f` on a descriptor of `real` fit for the flag ioctls.
+/// Run `f` on a descriptor of `real` the flag ioctls accept: a directory's
+/// own (held `O_RDONLY`), a new read-only one of a regular file; no other
+/// kind is opened (a device would be).
 fn with_fd<T>(ino: &Inode, real: &Real, f: impl FnOnce(i32) -> io::Result<T>) -> io::Result<T> {
-    match open_for_flags(ino, real)? {
-        Some(fd) => f(fd.as_raw_fd()),
-        // A directory's held descriptor is opened O_RDONLY.
-        None => f(real.fd()?.as_raw_fd()),
+    match ino.kind {
+        libc::S_IFDIR => f(real.fd()?.as_raw_fd()),
+        libc::S_IFREG => f(real.open_io(libc::O_RDONLY | libc::O_NONBLOCK)?.as_raw_fd()),
+        _ => Err(err(libc::ENOTTY)),
     }
 }
 

@@ -51,9 +51,7 @@ impl NameIndex {
         }
         // Read outside any map lock; a racing reader just reads it twice.
         let Some(names) = read_names(dir) else { return true };
-        let answer = holds(&names, name);
-        self.keep(dir, names);
-        answer
+        self.keep_answering(dir, names, name)
     }
 
     /// `may_hold` for each of `dirs`: the names not yet known are read at
@@ -70,14 +68,7 @@ impl NameIndex {
             .zip(dirs)
             .map(|(k, d)| match k {
                 Some(names) => holds(&names, name),
-                None => match read.next().flatten() {
-                    Some(names) => {
-                        let answer = holds(&names, name);
-                        self.keep(d, names);
-                        answer
-                    }
-                    None => true,
-                },
+                None => read.next().flatten().is_none_or(|names| self.keep_answering(d, names, name)),
             })
             .collect()
     }
@@ -92,6 +83,13 @@ impl NameIndex {
         if self.enabled {
             self.keep(dir, names);
         }
+    }
+
+    /// Whether `names`, just read from `dir`, hold `name`; they are kept.
+    fn keep_answering(&self, dir: &Real, names: Names, name: &OsStr) -> bool {
+        let answer = holds(&names, name);
+        self.keep(dir, names);
+        answer
     }
 
     fn known(&self, dir: &Real) -> Option<Arc<Names>> {

@@ -173,12 +173,18 @@ impl Real {
                 r => r,
             };
         }
+        let (pfd, name) = self.parent_and_name()?;
+        xattr::get_at(pfd.as_raw_fd(), &name, xname)
+    }
+
+    /// The descriptor of the directory holding the object, and its name
+    /// there (ESTALE for an object without a name).
+    fn parent_and_name(&self) -> io::Result<(Fd, OsString)> {
         let loc = self.0.loc.read().clone();
         let Loc::At(parent, name) = loc else {
             return Err(io::Error::from_raw_os_error(libc::ESTALE));
         };
-        let pfd = parent.fd()?;
-        xattr::get_at(pfd.as_raw_fd(), &name, xname)
+        Ok((parent.fd()?, name))
     }
 
     /// Open `name` in `parent` (directories for reading, others `O_PATH`).
@@ -203,11 +209,7 @@ impl Real {
         // opening it: look once more before calling it stale.
         let mut last = io::Error::from_raw_os_error(libc::ESTALE);
         for _ in 0..2 {
-            let loc = self.0.loc.read().clone();
-            let Loc::At(parent, name) = loc else {
-                return Err(io::Error::from_raw_os_error(libc::ESTALE));
-            };
-            let pfd = parent.fd()?;
+            let (pfd, name) = self.parent_and_name()?;
             match open_obj(pfd.as_raw_fd(), &name, Some(self.0.dir)) {
                 Ok(fd) => {
                     let st = at::fstat(fd.as_raw_fd())?;
@@ -246,11 +248,7 @@ impl Real {
             self.0.referenced.store(true, Ordering::Relaxed);
             return at::reopen(fd.as_raw_fd(), flags);
         }
-        let loc = self.0.loc.read().clone();
-        let Loc::At(parent, name) = loc else {
-            return Err(io::Error::from_raw_os_error(libc::ESTALE));
-        };
-        let pfd = parent.fd()?;
+        let (pfd, name) = self.parent_and_name()?;
         let fd = at::openat(pfd.as_raw_fd(), &name, flags | libc::O_NOFOLLOW, 0)?;
         let st = at::fstat(fd.as_raw_fd())?;
         if (st.st_dev, st.st_ino) != self.id() {

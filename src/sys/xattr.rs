@@ -24,12 +24,31 @@ fn errno_is(e: &io::Error, code: i32) -> bool {
     e.raw_os_error() == Some(code)
 }
 
+/// A value read by `call` (one get into the buffer it is given; an empty
+/// buffer asks for the size), grown until it fits; `Ok(None)` when absent.
+fn read_value(mut call: impl FnMut(&mut [u8]) -> io::Result<usize>) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match call(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(e) if errno_is(&e, libc::ERANGE) => {
+                let need = call(&mut [])?;
+                buf.resize(need.max(buf.len() * 2), 0);
+            }
+            Err(e) if errno_is(&e, libc::ENODATA) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Get an xattr value; `Ok(None)` when it is absent.
 pub fn get(t: Target, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
     let c = cstr(name)?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: buf writable for its length; valid C strings.
+    read_value(|buf| {
+        // SAFETY: buf writable for its length (0: a size query); valid C strings.
         let r = unsafe {
             match t {
                 Target::Fd(fd) => libc::fgetxattr(fd, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()),
@@ -39,33 +58,8 @@ pub fn get(t: Target, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
                 }
             }
         };
-        match cvt(r) {
-            Ok(n) => {
-                buf.truncate(n as usize);
-                return Ok(Some(buf));
-            }
-            Err(e) if errno_is(&e, libc::ERANGE) => {
-                let need = size_of(t, &c)?;
-                buf.resize(need.max(buf.len() * 2), 0);
-            }
-            Err(e) if errno_is(&e, libc::ENODATA) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn size_of(t: Target, c: &std::ffi::CStr) -> io::Result<usize> {
-    // SAFETY: null buffer with size 0 asks for the size.
-    let r = unsafe {
-        match t {
-            Target::Fd(fd) => libc::fgetxattr(fd, c.as_ptr(), std::ptr::null_mut(), 0),
-            Target::Path(fd) => {
-                let p = proc_path(fd);
-                libc::getxattr(p.as_ptr(), c.as_ptr(), std::ptr::null_mut(), 0)
-            }
-        }
-    };
-    cvt(r).map(|n| n as usize)
+        cvt(r).map(|n| n as usize)
+    })
 }
 
 /// True when the xattr exists with exactly this value.
@@ -185,20 +179,9 @@ fn proc_lgetxattr_at(dirfd: RawFd, name: &CStr, xname: &CStr, buf: &mut [u8]) ->
 /// `getxattrat`); `Ok(None)` when it is absent or the filesystem has none.
 pub fn get_at(dirfd: RawFd, name: &OsStr, xname: &OsStr) -> io::Result<Option<Vec<u8>>> {
     let (n, c) = (cstr(name)?, cstr(xname)?);
-    let mut buf = vec![0u8; 256];
-    loop {
-        match lgetxattr_at(dirfd, &n, &c, &mut buf) {
-            Ok(len) => {
-                buf.truncate(len);
-                return Ok(Some(buf));
-            }
-            Err(e) if errno_is(&e, libc::ERANGE) => {
-                let need = lgetxattr_at(dirfd, &n, &c, &mut [])?;
-                buf.resize(need.max(buf.len() * 2), 0);
-            }
-            Err(e) if errno_is(&e, libc::ENODATA) || errno_is(&e, libc::ENOTSUP) => return Ok(None),
-            Err(e) => return Err(e),
-        }
+    match read_value(|buf| lgetxattr_at(dirfd, &n, &c, buf)) {
+        Err(e) if errno_is(&e, libc::ENOTSUP) => Ok(None),
+        r => r,
     }
 }
 
