@@ -44,6 +44,16 @@ if [ -n "$missing" ]; then
 fi
 [ -e /dev/fuse ] || mknod -m 666 /dev/fuse c 10 229
 
+# FUSE over io_uring (`-o io_uring`) is offered by the kernel only while the
+# fuse module's enable_uring is set: set it for this run (only mounts that
+# ask for io_uring use it), put the old value back at exit.
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+if [ -w "$URING_PARAM" ]; then
+    uring_was=$(cat "$URING_PARAM")
+    trap 'echo "$uring_was" > "$URING_PARAM"' EXIT
+    echo Y > "$URING_PARAM"
+fi
+
 passed=0
 failed=0
 failures=""
@@ -80,6 +90,10 @@ step "differential fuzzing, index=on" python3 tests/oracle/fuzz.py "$BIN" --seed
 # The parallel layer reads and lookups (src/fs/sweep.rs) on every merge and listing.
 step "differential scenarios, layers swept in parallel" env UNIONFS_SWEEP=always python3 tests/oracle/scenarios.py "$BIN"
 step "differential fuzzing, layers swept in parallel" env UNIONFS_SWEEP=always python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300
+if [ "$(cat "$URING_PARAM" 2>/dev/null)" = Y ]; then
+    step "differential scenarios, FUSE over io_uring" env UNIONFS_ORACLE_OPTS=,io_uring python3 tests/oracle/scenarios.py "$BIN"
+    step "differential fuzzing, FUSE over io_uring" env UNIONFS_ORACLE_OPTS=,io_uring python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300
+fi
 step "pjdfstest: kernel overlay vs unionfs" scripts/pjdfstest.sh "$BIN"
 
 # FUSE and overlay mounts anywhere in /tmp; anything (tmpfs, binds) the

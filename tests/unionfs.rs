@@ -510,3 +510,67 @@ fn proc_mounts_shows_the_subtype_and_fsname() {
     let found = Command::new("findmnt").args(["-n", "-t", "fuse.myfs", "-o", "TARGET"]).output().expect("findmnt");
     assert!(String::from_utf8_lossy(&found.stdout).contains(&*l.mnt.canonicalize().expect("canon").to_string_lossy()));
 }
+
+/// Times the daemon's io_uring queue threads (`fuser-ring-N`) were put on a
+/// CPU (`schedstat`'s third field): they run only to serve a request.
+fn ring_thread_runs(pid: u32) -> u64 {
+    let mut runs = 0;
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("fuser-ring-") {
+            let st = fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            runs += st.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    runs
+}
+
+#[test]
+fn fuse_over_io_uring_serves_requests_and_their_biggest_answers() {
+    // With `-o io_uring` and a kernel that offers it (scripts/test.sh sets
+    // the fuse module's enable_uring for the run), requests come through the
+    // io_uring queues: a listing that fills READDIRPLUS answers, 1 MiB reads
+    // and writes (a full payload buffer each way, page cache path), and
+    // namespace changes all give what they give through /dev/fuse.
+    if fs::read_to_string("/sys/module/fuse/parameters/enable_uring").map(|v| v.trim() != "Y").unwrap_or(true) {
+        eprintln!("skipped: the fuse module's enable_uring is off");
+        return;
+    }
+    let l = Layout::new(1);
+    let mut names = std::collections::BTreeSet::new();
+    for i in 0..2000 {
+        let n = format!("f{i:04}-{}", "n".repeat(120));
+        l.lower_file(0, &format!("d/{n}"), "v");
+        names.insert(n);
+    }
+    let big: Vec<u8> = (0..(3 << 20) + 4097).map(|i: u32| (i.wrapping_mul(7) % 251) as u8).collect();
+    fs::write(l.lower(0, "big"), &big).unwrap();
+    let m = l.mount_with(&format!("{},io_uring,passthrough=off", l.opts()), &[]);
+    let before = ring_thread_runs(m.pid());
+    assert!(
+        fs::read_dir(format!("/proc/{}/task", m.pid())).unwrap().flatten().any(|t| fs::read_to_string(
+            t.path().join("comm")
+        )
+        .unwrap_or_default()
+        .starts_with("fuser-ring-")),
+        "no io_uring queue threads"
+    );
+    let listed: std::collections::BTreeSet<String> =
+        fs::read_dir(l.m("d")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(listed, names);
+    for n in names.iter().take(200) {
+        assert_eq!(fs::read_to_string(l.m(&format!("d/{n}"))).unwrap(), "v");
+    }
+    assert!(fs::read(l.m("big")).unwrap() == big, "big file read through the mount differs");
+    let mut rev = big.clone();
+    rev.reverse();
+    fs::write(l.m("new"), &rev).unwrap();
+    assert!(fs::read(l.upper.join("new")).unwrap() == rev, "written file differs in the upper");
+    fs::rename(l.m("new"), l.m("d/moved")).unwrap();
+    fs::remove_file(l.m(&format!("d/f0000-{}", "n".repeat(120)))).unwrap();
+    assert_eq!(errno(fs::metadata(l.m("new"))), libc::ENOENT);
+    assert_eq!(fs::metadata(l.m("d/moved")).unwrap().len(), rev.len() as u64);
+    assert_eq!(fs::read_dir(l.m("d")).unwrap().count(), names.len());
+    let served = ring_thread_runs(m.pid()) - before;
+    assert!(served >= 200, "the io_uring queue threads ran {served} times: requests did not come through them");
+}

@@ -101,6 +101,9 @@ pub struct Options {
     pub read_only: bool,
     pub static_nlink: bool,
     pub passthrough: PassthroughMode,
+    /// Take requests through FUSE over io_uring (`io_uring`, off by default;
+    /// the kernel offers it only with the fuse module's `enable_uring` set).
+    pub io_uring: bool,
     pub squash_to_uid: Option<u32>,
     pub squash_to_gid: Option<u32>,
     pub uid_map: Vec<IdMap>,
@@ -137,6 +140,7 @@ impl Default for Options {
             read_only: false,
             static_nlink: false,
             passthrough: PassthroughMode::On,
+            io_uring: false,
             squash_to_uid: None,
             squash_to_gid: None,
             uid_map: Vec::new(),
@@ -271,6 +275,7 @@ impl Options {
                 "rw" => self.read_only = false,
                 "static_nlink" => self.static_nlink = true,
                 "passthrough" => self.passthrough = PassthroughMode::parse(&v()?)?,
+                "io_uring" => self.io_uring = parse_bool(&key, &val.clone().unwrap_or("on".into()))?,
                 "squash_to_root" => {
                     self.squash_to_uid = Some(0);
                     self.squash_to_gid = Some(0);
@@ -337,7 +342,7 @@ Without upperdir the mount is read-only.
                 allow_other, allow_root, ro, nosuid, nodev, noexec, noatime,
                 fsname=, subtype=, uidmapping=, gidmapping=, squash_to_root,
                 squash_to_uid=, squash_to_gid=, static_nlink, xattr_permissions=,
-                passthrough=on|all|off
+                passthrough=on|all|off, io_uring=on|off
   -h, --help    this help
   -V, --version print the version";
 

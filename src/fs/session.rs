@@ -84,6 +84,9 @@ pub fn run(opts: Options, mountpoint: &Path, foreground: bool) -> Result<(), Str
     for w in &opts.warnings {
         eprintln!("unionfs: warning: {w}");
     }
+    if opts.io_uring && !sys::fusemount::uring_enabled() {
+        eprintln!("unionfs: warning: io_uring: not offered by the kernel (the fuse module's enable_uring is off): requests go through /dev/fuse");
+    }
     let ready = if foreground { None } else { Some(daemonize()?) };
     let result = serve(layers, opts, mountpoint, ready.as_ref());
     if let (Err(msg), Some(fd)) = (&result, &ready) {
@@ -146,6 +149,7 @@ fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedF
     fuser::set_receive_spin(opts.spin);
     config.n_threads = Some(threads);
     config.clone_fd = true;
+    config.uring = opts.io_uring;
     let fs = UnionFs::new(layers, opts.clone()).map_err(|e| format!("cannot start: {e}"))?;
     let req = fuse_mount(&opts, read_only, acl != SessionACL::Owner);
     let dev = match if is_root { req.mount_direct(mountpoint) } else { Err(io::Error::from_raw_os_error(libc::EPERM)) }

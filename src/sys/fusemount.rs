@@ -99,6 +99,12 @@ impl FuseMount {
     }
 }
 
+/// Whether the kernel offers FUSE over io_uring to new mounts (the fuse
+/// module's `enable_uring` parameter, Linux 6.14+).
+pub fn uring_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring").is_ok_and(|v| v.trim() == "Y")
+}
+
 /// Is `mnt` a mount point right now (its device differs from its parent's)?
 pub fn is_mountpoint(mnt: &Path) -> bool {
     let parent = mnt.parent().unwrap_or(Path::new("/"));

@@ -140,6 +140,8 @@ class Mounts:
         self.points.append(mnt)
 
     def unionfs(self, binary, lower, upper, work, mnt, opts=""):
+        # UNIONFS_ORACLE_OPTS: options for unionfs's mounts only (",io_uring").
+        opts += os.environ.get("UNIONFS_ORACLE_OPTS", "")
         subprocess.run([binary, "-o", f"lowerdir={lower},upperdir={upper},workdir={work}{opts}", mnt], check=True)
         self.points.append(mnt)
 

@@ -103,6 +103,7 @@ mod request;
 mod request_param;
 mod session;
 mod time;
+mod uring;
 
 /// We generally support async reads
 #[cfg(not(target_os = "macos"))]
@@ -385,6 +386,11 @@ impl KernelConfig {
             None => (u32::from(self.max_background) * 3 / 4) as u16,
             Some(value) => min(value, self.max_background),
         }
+    }
+
+    /// unionfs patch: the payload buffer an io_uring entry needs.
+    pub(crate) fn uring_payload_size(&self) -> usize {
+        crate::uring::payload_size(self.max_write, self.max_pages())
     }
 
     fn max_pages(&self) -> u16 {

@@ -34,6 +34,9 @@ use crate::session::SessionEventLoop;
 pub(crate) struct RequestWithSender<'a> {
     /// Channel sender for sending the reply
     ch: ChannelSender,
+    /// unionfs patch: the ring entry the request came in (its answer goes
+    /// there), or None for `/dev/fuse`.
+    ring: Option<crate::uring::RingSender>,
     /// Parsed request
     pub(crate) request: ll::AnyRequest<'a>,
 }
@@ -49,7 +52,18 @@ impl<'a> RequestWithSender<'a> {
             }
         };
 
-        Some(Self { ch, request })
+        Some(Self { ch, ring: None, request })
+    }
+
+    /// unionfs patch: a request taken from an io_uring entry.
+    pub(crate) fn new_ring(
+        ch: ChannelSender,
+        ring: crate::uring::RingSender,
+        data: &'a [u8],
+    ) -> Option<RequestWithSender<'a>> {
+        let mut r = Self::new(ch, data)?;
+        r.ring = Some(ring);
+        Some(r)
     }
 
     /// Dispatch request to the given filesystem.
@@ -306,7 +320,7 @@ impl<'a> RequestWithSender<'a> {
                     x.offset(),
                     ReplyDirectory::new(
                         self.request.unique(),
-                        ReplySender::Channel(self.ch.clone()),
+                        self.sender(),
                         x.size() as usize,
                     ),
                 );
@@ -481,7 +495,7 @@ impl<'a> RequestWithSender<'a> {
                     x.offset(),
                     ReplyDirectoryPlus::new(
                         self.request.unique(),
-                        ReplySender::Channel(self.ch.clone()),
+                        self.sender(),
                         x.size() as usize,
                     ),
                 );
@@ -553,8 +567,16 @@ impl<'a> RequestWithSender<'a> {
 
     /// Create a reply object for this request that can be passed to the filesystem
     /// implementation and makes sure that a request is replied exactly once
+    /// unionfs patch: where the answer goes (the ring entry, or `/dev/fuse`).
+    fn sender(&self) -> ReplySender {
+        match &self.ring {
+            Some(r) => ReplySender::Ring(r.clone()),
+            None => ReplySender::Channel(self.ch.clone()),
+        }
+    }
+
     pub(crate) fn reply<T: Reply>(&self) -> T {
-        Reply::new(self.request.unique(), ReplySender::Channel(self.ch.clone()))
+        Reply::new(self.request.unique(), self.sender())
     }
 
     /// Returns a Request reference for this request

@@ -139,6 +139,10 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// unionfs patch: the io_uring rings to serve (empty: `/dev/fuse` only),
+    /// and the payload size of their entries.
+    rings: Vec<crate::uring::QueueRing>,
+    ring_payload: usize,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +190,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            rings: Vec::new(),
+            ring_payload: 0,
         };
 
         session.handshake()?;
@@ -214,6 +220,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            rings: Vec::new(),
+            ring_payload: 0,
         };
 
         session.handshake()?;
@@ -252,6 +260,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            rings,
+            ring_payload,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -270,6 +280,7 @@ impl<FS: Filesystem> Session<FS> {
         let mut filesystem = Arc::new(filesystem);
 
         let mut channels = Vec::with_capacity(n_threads);
+        let ring_ch = ch.clone();
 
         for _ in 0..n_threads_minus_one {
             if config.clone_fd {
@@ -303,6 +314,23 @@ impl<FS: Filesystem> Session<FS> {
                 thread::Builder::new()
                     .name(thread_name)
                     .spawn(move || event_loop.event_loop())?,
+            );
+        }
+
+        // unionfs patch: the io_uring queues' threads.
+        for (k, q) in rings.into_iter().enumerate() {
+            let thread_name = format!("fuser-ring-{k}");
+            let event_loop = SessionEventLoop {
+                thread_name: thread_name.clone(),
+                filesystem: filesystem.clone(),
+                ch: ring_ch.clone(),
+                allowed,
+                session_owner,
+            };
+            threads.push(
+                thread::Builder::new()
+                    .name(thread_name)
+                    .spawn(move || crate::uring::serve(q, event_loop, ring_payload))?,
             );
         }
 
@@ -427,6 +455,21 @@ impl<FS: Filesystem> Session<FS> {
                 <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))
                     .send_ll(&ResponseErrno(errno));
                 return Err(error);
+            }
+
+            // unionfs patch: FUSE over io_uring when asked for and offered,
+            // and only once its rings exist: after this answer the kernel
+            // holds every request until each queue has an entry.
+            if self.config.uring && init.capabilities().contains(InitFlags::FUSE_OVER_IO_URING) {
+                match crate::uring::prepare() {
+                    Ok(rings) => {
+                        if config.add_capabilities(InitFlags::FUSE_OVER_IO_URING).is_ok() {
+                            self.rings = rings;
+                            self.ring_payload = config.uring_payload_size();
+                        }
+                    }
+                    Err(e) => info!("FUSE over io_uring not used: {e}"),
+                }
             }
 
             // Remember the ABI version supported by kernel and mark the session initialized.
