@@ -302,8 +302,11 @@ fn mmap_through_the_mount() {
 /// O_APPEND (also cleared with F_SETFL) on a file without other opens,
 /// O_APPEND and O_DIRECT beside a passthrough handle.
 fn append_direct_view(m: &Path) -> (String, String, Vec<u8>) {
-    fs::write(m.join("ap"), b"hello world").expect("write ap");
-    let mut ap = fs::OpenOptions::new().append(true).open(m.join("ap")).expect("open O_APPEND");
+    // Made by its O_APPEND open: a separate create + write first would leave
+    // a passthrough handle whose RELEASE (asynchronous) may still be on its
+    // way when the O_APPEND open comes, which then joins passthrough mode.
+    let mut ap = fs::OpenOptions::new().append(true).create(true).open(m.join("ap")).expect("open O_APPEND");
+    ap.write_all(b"hello world").expect("write ap");
     ap.write_all(b"!").expect("append");
     // SAFETY: fcntl on an open descriptor.
     unsafe {
