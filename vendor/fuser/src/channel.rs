@@ -19,6 +19,11 @@ pub fn set_receive_spin(d: std::time::Duration) {
     RECEIVE_SPIN_US.store(d.as_micros() as u64, Ordering::Relaxed);
 }
 
+/// unionfs patch: the spin time set by `set_receive_spin`.
+pub(crate) fn receive_spin() -> std::time::Duration {
+    std::time::Duration::from_micros(RECEIVE_SPIN_US.load(Ordering::Relaxed))
+}
+
 /// A raw communication channel to the FUSE kernel driver
 #[derive(Debug, Clone)]
 pub(crate) struct Channel(Arc<DevFuse>);

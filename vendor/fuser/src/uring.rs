@@ -140,16 +140,18 @@ impl RingSender {
         if total < OUT_HEADER || total - OUT_HEADER > out.payload.len() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
+        // `at`: where the next slice starts in the answer (header, then payload).
         let mut at = 0;
         for s in data {
-            for (i, b) in s.iter().enumerate() {
-                let p = at + i;
-                if p < OUT_HEADER {
-                    out.header[p] = *b;
-                } else {
-                    out.payload[p - OUT_HEADER] = *b;
-                }
+            let mut s: &[u8] = s;
+            if at < OUT_HEADER {
+                let n = s.len().min(OUT_HEADER - at);
+                out.header[at..at + n].copy_from_slice(&s[..n]);
+                s = &s[n..];
+                at += n;
             }
+            let p = at - OUT_HEADER.min(at);
+            out.payload[p..p + s.len()].copy_from_slice(s);
             at += s.len();
         }
         out.len = total - OUT_HEADER;
@@ -191,6 +193,36 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_ne_bytes(v)
 }
 
+/// Submit what is queued and take the next completion. With a spin time
+/// (`spin=`), keep yielding the CPU for up to that long first: a syscall's
+/// return runs the io_uring task work that posts a request, so a caller's
+/// next request needs no wake-up of a sleeping thread (and its caller, on
+/// this CPU, runs meanwhile).
+fn next_completion(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, spin: std::time::Duration) -> io::Result<cqueue::Entry> {
+    let retry = |r: io::Result<usize>| match r {
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
+        Err(e) => Err(e),
+        Ok(_) => Ok(true),
+    };
+    if !spin.is_zero() {
+        while !retry(ring.submit())? {}
+        let start = std::time::Instant::now();
+        while start.elapsed() < spin {
+            if let Some(c) = ring.completion().next() {
+                return Ok(c);
+            }
+            let _ = nix::sched::sched_yield();
+        }
+    }
+    loop {
+        if retry(ring.submit_and_wait(1))? {
+            if let Some(c) = ring.completion().next() {
+                return Ok(c);
+            }
+        }
+    }
+}
+
 /// Serve one ring entry of queue `q.qid` until the session ends. Returns
 /// Ok when the kernel ends the ring (unmount) or declines it (it then uses
 /// `/dev/fuse`).
@@ -227,6 +259,7 @@ pub(crate) fn serve<FS: Filesystem>(
     let sender = RingSender { out: out.clone(), ch: se.ch.sender() };
     let mut req_buf: Vec<u8> = Vec::with_capacity(payload_size + IN_HEADER + OP_IN_MAX);
     let mut ring = q.ring;
+    let spin = crate::channel::receive_spin();
     let mut next = cmd_entry(fd, CMD_REGISTER, 0, qid, Some(iov.as_ptr() as u64));
     loop {
         // SAFETY: the buffers the entry points to (header, payload, iov)
@@ -234,16 +267,7 @@ pub(crate) fn serve<FS: Filesystem>(
         if unsafe { ring.submission().push(&next) }.is_err() {
             return Err(io::Error::other("io_uring submission queue full"));
         }
-        let cqe = loop {
-            match ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
-            if let Some(c) = ring.completion().next() {
-                break c;
-            }
-        };
+        let cqe = next_completion(&mut ring, spin)?;
         let res = cqe.result();
         if res < 0 {
             return match -res {
