@@ -204,6 +204,9 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
     let src = job.src;
     let kind = sst.st_mode & libc::S_IFMT;
     let mode = sst.st_mode & 0o7777;
+    // A regular file's copy keeps its write descriptor for the metadata
+    // below (no reopen; fchmod and fsetxattr on it, not through /proc).
+    let mut file = None;
     match kind {
         libc::S_IFDIR => at::mkdirat(work, tmp, 0o700)?,
         libc::S_IFREG => {
@@ -217,6 +220,7 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
             if sync {
                 at::fsync(dst.as_raw_fd(), false)?;
             }
+            file = Some(dst);
         }
         libc::S_IFLNK => {
             let target = at::readlinkat(src, OsStr::new(""))?;
@@ -224,14 +228,21 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
         }
         _ => at::mknodat(work, tmp, kind | mode, sst.st_rdev)?,
     }
-    let obj = at::openat(work, tmp, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+    let obj = match file {
+        Some(f) => f,
+        None => at::openat(work, tmp, libc::O_PATH | libc::O_NOFOLLOW, 0)?,
+    };
     let ofd = obj.as_raw_fd();
     let (s, d) = if kind == libc::S_IFDIR {
         (xattr::Target::Fd(src), Some(at::openat(work, tmp, libc::O_RDONLY | libc::O_DIRECTORY, 0)?))
     } else {
         (xattr::Target::Path(src), None)
     };
-    let dt = d.as_ref().map_or(xattr::Target::Path(ofd), |d| xattr::Target::Fd(d.as_raw_fd()));
+    let dt = match &d {
+        Some(d) => xattr::Target::Fd(d.as_raw_fd()),
+        None if kind == libc::S_IFREG => xattr::Target::Fd(ofd),
+        None => xattr::Target::Path(ofd),
+    };
     // Owner first (a chown clears security.capability), then the xattrs while
     // the copy is still private and writable (user.* needs write access when
     // not root), then the mode (which never clears xattrs), then the times.
@@ -247,7 +258,9 @@ fn stage(layers: &Layers, job: &Job<'_>, sst: &at::Stat, work: RawFd, tmp: &OsSt
     if job.meta_only {
         metacopy::mark(layers, dt)?;
     }
-    if kind != libc::S_IFLNK {
+    if kind == libc::S_IFREG {
+        at::fchmod_open(ofd, mode)?;
+    } else if kind != libc::S_IFLNK {
         at::fchmod(ofd, mode)?;
     }
     let t = |s: i64, ns: i64| at::Time::At(s, ns);
@@ -307,7 +320,7 @@ pub fn copy_data(layers: &Layers, src: RawFd, dst: RawFd, size: u64) -> io::Resu
         }
     }
     let size = size as i64;
-    let mut off = 0i64;
+    let (mut off, mut written) = (0i64, 0i64);
     while off < size {
         let data = match at::lseek(src, off, libc::SEEK_DATA) {
             Ok(d) => d,
@@ -318,19 +331,25 @@ pub fn copy_data(layers: &Layers, src: RawFd, dst: RawFd, size: u64) -> io::Resu
             break;
         }
         let hole = at::lseek(src, data, libc::SEEK_HOLE).unwrap_or(size).min(size);
-        copy_range(src, dst, data, hole - data)?;
+        written = copy_range(src, dst, data, hole - data)?;
         off = hole;
     }
-    at::ftruncate(dst, size as u64)
+    // A trailing hole (or a source shorter than its stat said): the size.
+    if written < size {
+        at::ftruncate(dst, size as u64)?;
+    }
+    Ok(())
 }
 
-fn copy_range(src: RawFd, dst: RawFd, start: i64, len: i64) -> io::Result<()> {
+/// Copy `len` bytes at `start`; returns where the copy ended (short at the
+/// source's end).
+fn copy_range(src: RawFd, dst: RawFd, start: i64, len: i64) -> io::Result<i64> {
     let (mut oi, mut oo) = (start, start);
     let end = start + len;
     while oi < end {
         let want = (end - oi) as usize;
         match at::copy_file_range(src, &mut oi, dst, &mut oo, want) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(oo),
             Ok(_) => {}
             Err(e)
                 if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) =>
@@ -340,10 +359,10 @@ fn copy_range(src: RawFd, dst: RawFd, start: i64, len: i64) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(oo)
 }
 
-fn copy_rw(src: RawFd, dst: RawFd, start: i64, len: i64) -> io::Result<()> {
+fn copy_rw(src: RawFd, dst: RawFd, start: i64, len: i64) -> io::Result<i64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut off = start;
     let end = start + len;
@@ -359,5 +378,5 @@ fn copy_rw(src: RawFd, dst: RawFd, start: i64, len: i64) -> io::Result<()> {
         }
         off += n as i64;
     }
-    Ok(())
+    Ok(off)
 }

@@ -134,6 +134,12 @@ pub fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
     cvt(unsafe { libc::chmod(p.as_ptr(), (mode & 0o7777) as libc::mode_t) }).map(drop)
 }
 
+/// chmod through an open (not O_PATH) descriptor.
+pub fn fchmod_open(fd: RawFd, mode: u32) -> io::Result<()> {
+    // SAFETY: plain syscall on an fd.
+    cvt(unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) }).map(drop)
+}
+
 /// Truncate the object an fd refers to.
 pub fn truncate_fd(fd: RawFd, size: u64) -> io::Result<()> {
     let p = proc_path(fd);
