@@ -45,7 +45,7 @@ for side in kernel unionfs; do
     mkdir -p "$T/$side/lower/dir"
 done
 mount -t overlay overlay -o "lowerdir=$T/kernel/lower,upperdir=$T/kernel/upper,workdir=$T/kernel/work" "$T/kernel/mnt"
-"$BIN" -o "lowerdir=$T/unionfs/lower,upperdir=$T/unionfs/upper,workdir=$T/unionfs/work" "$T/unionfs/mnt"
+"$BIN" -o "lowerdir=$T/unionfs/lower,upperdir=$T/unionfs/upper,workdir=$T/unionfs/work${UNIONFS_ORACLE_OPTS:-}" "$T/unionfs/mnt"
 
 for side in kernel unionfs; do
     (cd "$T/$side/mnt" && timeout 1200 pjdfstest -c "$T/pjdfstest.toml" -p "$T/$side/mnt" > "$T/$side.out" 2>&1) || true

@@ -93,6 +93,7 @@ step "differential fuzzing, layers swept in parallel" env UNIONFS_SWEEP=always p
 if [ "$(cat "$URING_PARAM" 2>/dev/null)" = Y ]; then
     step "differential scenarios, FUSE over io_uring" env UNIONFS_ORACLE_OPTS=,io_uring python3 tests/oracle/scenarios.py "$BIN"
     step "differential fuzzing, FUSE over io_uring" env UNIONFS_ORACLE_OPTS=,io_uring python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300
+    step "pjdfstest, FUSE over io_uring" env UNIONFS_ORACLE_OPTS=,io_uring scripts/pjdfstest.sh "$BIN"
 fi
 step "pjdfstest: kernel overlay vs unionfs" scripts/pjdfstest.sh "$BIN"
 
