@@ -57,11 +57,10 @@ impl<'a> RequestWithSender<'a> {
 
     /// unionfs patch: a request taken from an io_uring entry.
     pub(crate) fn new_ring(
-        ch: ChannelSender,
         ring: crate::uring::RingSender,
         data: &'a [u8],
     ) -> Option<RequestWithSender<'a>> {
-        let mut r = Self::new(ch, data)?;
+        let mut r = Self::new(ring.ch.clone(), data)?;
         r.ring = Some(ring);
         Some(r)
     }
@@ -565,8 +564,6 @@ impl<'a> RequestWithSender<'a> {
         Ok(None)
     }
 
-    /// Create a reply object for this request that can be passed to the filesystem
-    /// implementation and makes sure that a request is replied exactly once
     /// unionfs patch: where the answer goes (the ring entry, or `/dev/fuse`).
     fn sender(&self) -> ReplySender {
         match &self.ring {
@@ -575,6 +572,8 @@ impl<'a> RequestWithSender<'a> {
         }
     }
 
+    /// Create a reply object for this request that can be passed to the filesystem
+    /// implementation and makes sure that a request is replied exactly once
     pub(crate) fn reply<T: Reply>(&self) -> T {
         Reply::new(self.request.unique(), self.sender())
     }

@@ -199,13 +199,14 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// next request needs no wake-up of a sleeping thread (and its caller, on
 /// this CPU, runs meanwhile).
 fn next_completion(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, spin: std::time::Duration) -> io::Result<cqueue::Entry> {
-    let retry = |r: io::Result<usize>| match r {
+    // Ok(false): interrupted, ask again.
+    let done = |r: io::Result<usize>| match r {
         Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
         Err(e) => Err(e),
         Ok(_) => Ok(true),
     };
     if !spin.is_zero() {
-        while !retry(ring.submit())? {}
+        while !done(ring.submit())? {}
         let start = std::time::Instant::now();
         while start.elapsed() < spin {
             if let Some(c) = ring.completion().next() {
@@ -215,7 +216,7 @@ fn next_completion(ring: &mut IoUring<squeue::Entry128, cqueue::Entry>, spin: st
         }
     }
     loop {
-        if retry(ring.submit_and_wait(1))? {
+        if done(ring.submit_and_wait(1))? {
             if let Some(c) = ring.completion().next() {
                 return Ok(c);
             }
@@ -296,7 +297,7 @@ pub(crate) fn serve<FS: Filesystem>(
                 req_buf.extend_from_slice(&o.payload[..payload_len]);
             }
         }
-        match RequestWithSender::new_ring(se.ch.sender(), sender.clone(), &req_buf) {
+        match RequestWithSender::new_ring(sender.clone(), &req_buf) {
             Some(req) => {
                 if let Ok(Operation::Destroy(_)) = req.request.operation() {
                     req.reply::<ReplyEmpty>().ok();
