@@ -104,6 +104,17 @@ impl Notifier {
         self.send_inval(notify_code::FUSE_NOTIFY_DELETE, &notif)
     }
 
+    /// unionfs patch: ask the kernel to drop its unused dentries of these
+    /// inodes (FUSE_NOTIFY_PRUNE, Linux 6.18+); an inode left with none is
+    /// evicted and comes back as a FORGET. Inodes in use (open, a working
+    /// directory, a mount point, a directory with cached children) stay.
+    /// # Errors
+    /// EINVAL from a kernel without the notification.
+    pub fn prune(&self, nodes: &[u64]) -> io::Result<()> {
+        let notif = Notification::new_prune(nodes).map_err(Self::too_big_err)?;
+        self.send_inval(notify_code::FUSE_NOTIFY_PRUNE, &notif)
+    }
+
     #[allow(unused)]
     fn send_inval(&self, code: notify_code, notification: &Notification<'_>) -> io::Result<()> {
         match self.send(code, notification) {
