@@ -90,6 +90,11 @@ step "differential fuzzing, index=on" python3 tests/oracle/fuzz.py "$BIN" --seed
 # The parallel layer reads and lookups (src/fs/sweep.rs) on every merge and listing.
 step "differential scenarios, layers swept in parallel" env UNIONFS_SWEEP=always python3 tests/oracle/scenarios.py "$BIN"
 step "differential fuzzing, layers swept in parallel" env UNIONFS_SWEEP=always python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300
+# An inode table of 4 (src/fs/prune.rs): the kernel hands names back all the
+# time, so every object is found again from the layers, never from memory.
+step "differential scenarios, inode table bounded" env UNIONFS_ORACLE_OPTS=,max_inodes=4 python3 tests/oracle/scenarios.py "$BIN"
+step "differential fuzzing, inode table bounded" env UNIONFS_ORACLE_OPTS=,max_inodes=4 python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300
+step "pjdfstest, inode table bounded" env UNIONFS_ORACLE_OPTS=,max_inodes=4 scripts/pjdfstest.sh "$BIN"
 if [ "$(cat "$URING_PARAM" 2>/dev/null)" = Y ]; then
     step "differential scenarios, FUSE over io_uring" env UNIONFS_ORACLE_OPTS=,io_uring python3 tests/oracle/scenarios.py "$BIN"
     step "differential fuzzing, FUSE over io_uring" env UNIONFS_ORACLE_OPTS=,io_uring python3 tests/oracle/fuzz.py "$BIN" --seeds 1-40 --ops 300

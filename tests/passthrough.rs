@@ -12,72 +12,9 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 use support::*;
-
-/// `PREFIX... unionfs -d -o OPTS MNT` with its debug log in a file;
-/// unmounted and reaped on drop (also when the test panics).
-struct Daemon {
-    child: Option<Child>,
-    mnt: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(prefix: &[&str], opts: &str, mnt: &Path, log: &Path) -> Daemon {
-        let f = fs::File::create(log).expect("log file");
-        fs::set_permissions(log, fs::Permissions::from_mode(0o666)).expect("chmod log");
-        let mut cmd = match prefix.split_first() {
-            Some((p, rest)) => {
-                let mut c = Command::new(p);
-                c.args(rest).arg(BIN);
-                c
-            }
-            None => Command::new(BIN),
-        };
-        let child = cmd
-            .arg("-d")
-            .arg("-o")
-            .arg(opts)
-            .arg(mnt)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .expect("spawn unionfs");
-        let mut d = Daemon { child: Some(child), mnt: mnt.to_path_buf(), log: log.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !is_mounted(mnt) {
-            let exited = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                panic!("unionfs did not mount {}: {}", mnt.display(), fs::read_to_string(log).unwrap_or_default());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        d
-    }
-
-    /// READ and WRITE requests the daemon served so far.
-    fn data_requests(&self) -> (usize, usize) {
-        let log = fs::read_to_string(&self.log).unwrap_or_default();
-        (log.matches(" READ fh").count(), log.matches(" WRITE fh").count())
-    }
-
-    fn log_has(&self, s: &str) -> bool {
-        fs::read_to_string(&self.log).unwrap_or_default().contains(s)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        force_umount(&self.mnt);
-        if let Some(mut c) = self.child.take() {
-            wait_or_kill(&mut c);
-        }
-    }
-}
 
 fn mount(l: &Layout, extra: &str) -> Daemon {
     let opts = if extra.is_empty() { l.opts() } else { format!("{},{extra}", l.opts()) };

@@ -6,16 +6,19 @@
 //!
 //! The table is a sharded map; nothing blocking runs under a shard lock. Each
 //! inode has its own `RwLock` for its real objects and a mutex serialising
-//! copy-up.
+//! copy-up. It is bounded: past its budget it signals `prune.rs`, which asks
+//! the kernel to hand the oldest unused inodes back.
 
 use crate::fs::layers::Fd;
 use crate::fs::real::Real;
 use dashmap::DashMap;
+use parking_lot::Condvar;
 use parking_lot::{Mutex, RwLock};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const ROOT_ID: u64 = 1;
 
@@ -136,6 +139,8 @@ pub struct Inode {
     /// Its lower data was handed to the kernel's page cache at an open
     /// (`file::prefetch`): later opens find it there.
     pub prefetched: AtomicBool,
+    /// The table's clock when a request last used it (`InodeTable::prune_candidates`).
+    used: AtomicU32,
 }
 
 impl Inode {
@@ -148,6 +153,7 @@ impl Inode {
             state: RwLock::new(state),
             copy_up_lock: Mutex::new(()),
             prefetched: AtomicBool::new(false),
+            used: AtomicU32::new(0),
         }
     }
 
@@ -207,20 +213,47 @@ impl Inode {
     }
 }
 
-/// Sharded nodeid -> inode map.
+/// Sharded nodeid -> inode map, bounded (see `prune.rs`).
 #[derive(Debug, Default)]
 pub struct InodeTable {
     map: DashMap<u64, Arc<Inode>>,
+    /// Inodes in the map.
+    live: AtomicUsize,
+    /// Inodes made since the mount; the clock ticks every [`TICK`] of them.
+    made: AtomicU64,
+    /// Inodes past which the pruner is woken (0: never).
+    budget: usize,
+    /// `made` from which the pruner may be woken again (it rests between
+    /// rounds, so a table it cannot shrink does not wake it per inode).
+    next_round: AtomicU64,
+    /// The pruner was signalled and has not looked yet.
+    signalled: AtomicBool,
+    wake: Mutex<()>,
+    cond: Condvar,
 }
 
+/// Inodes made per tick of the table's clock: inodes last used within one
+/// tick are equally old to the pruner.
+const TICK: u64 = 1024;
+
 impl InodeTable {
+    /// A table that wakes the pruner past `budget` inodes (0: unbounded).
+    pub fn new(budget: usize) -> InodeTable {
+        InodeTable { budget, ..Default::default() }
+    }
+
     pub fn insert_root(&self, inode: Inode) {
         inode.nlookup.store(1 << 40, Ordering::Relaxed);
-        self.map.insert(ROOT_ID, Arc::new(inode));
+        if self.map.insert(ROOT_ID, Arc::new(inode)).is_none() {
+            self.live.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn get(&self, nodeid: u64) -> Option<Arc<Inode>> {
-        self.map.get(&nodeid).map(|r| r.value().clone())
+        self.map.get(&nodeid).map(|r| {
+            self.touch(r.value());
+            r.value().clone()
+        })
     }
 
     /// Count one kernel reference to `nodeid`, creating the inode from `make`
@@ -228,18 +261,26 @@ impl InodeTable {
     /// under the shard lock). Returns the cached inode and whether it was new.
     pub fn reference(&self, nodeid: u64, make: impl FnOnce() -> Inode) -> (Arc<Inode>, bool) {
         use dashmap::mapref::entry::Entry;
-        match self.map.entry(nodeid) {
+        let made = match self.map.entry(nodeid) {
             Entry::Occupied(e) => {
                 e.get().nlookup.fetch_add(1, Ordering::Relaxed);
-                (e.get().clone(), false)
+                self.touch(e.get());
+                return (e.get().clone(), false);
             }
             Entry::Vacant(v) => {
                 let ino = Arc::new(make());
                 ino.nlookup.store(1, Ordering::Relaxed);
+                self.touch(&ino);
                 v.insert(ino.clone());
-                (ino, true)
+                ino
             }
+        };
+        let live = self.live.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self.made.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.budget != 0 && live > self.budget && n >= self.next_round.load(Ordering::Relaxed) {
+            self.signal();
         }
+        (made, true)
     }
 
     /// Drop `n` kernel references; the inode leaves the table at zero.
@@ -247,17 +288,115 @@ impl InodeTable {
         if nodeid == ROOT_ID {
             return;
         }
-        self.map.remove_if(&nodeid, |_, ino| {
+        let gone = self.map.remove_if(&nodeid, |_, ino| {
             let prev = ino.nlookup.fetch_sub(n.min(ino.nlookup.load(Ordering::Relaxed)), Ordering::Relaxed);
             prev <= n
         });
+        if gone.is_some() {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.live.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    fn clock(&self) -> u32 {
+        (self.made.load(Ordering::Relaxed) / TICK) as u32
+    }
+
+    fn touch(&self, ino: &Inode) {
+        ino.used.store(self.clock(), Ordering::Relaxed);
+    }
+
+    fn signal(&self) {
+        if !self.signalled.swap(true, Ordering::AcqRel) {
+            let _g = self.wake.lock();
+            self.cond.notify_one();
+        }
+    }
+
+    /// For the pruner: wait until the table is over its budget (true), or
+    /// until `timeout` passes (false).
+    pub fn wait_over_budget(&self, timeout: Duration) -> bool {
+        let mut g = self.wake.lock();
+        if !self.signalled.load(Ordering::Acquire) {
+            self.cond.wait_for(&mut g, timeout);
+        }
+        self.signalled.store(false, Ordering::Release);
+        self.budget != 0 && self.len() > self.budget
+    }
+
+    /// For the pruner: a round ended; rest until `gap` more inodes are made.
+    pub fn rest(&self, gap: u64) {
+        self.next_round.store(self.made.load(Ordering::Relaxed) + gap, Ordering::Relaxed);
+    }
+
+    /// Up to `n` node IDs the kernel may be asked to hand back, least recently
+    /// used first: not the root, and no directory that inodes below it hold
+    /// (its entries go first; the kernel keeps it while they are cached).
+    /// One pass over the map, each shard read-locked in turn (no syscalls).
+    pub fn prune_candidates(&self, n: usize) -> Vec<u64> {
+        let mut c: Vec<(u32, u64)> = Vec::with_capacity(self.len());
+        for e in self.map.iter() {
+            let ino = e.value();
+            if ino.nodeid == ROOT_ID || (ino.is_dir() && Arc::strong_count(ino) > 1) {
+                continue;
+            }
+            c.push((ino.used.load(Ordering::Relaxed), ino.nodeid));
+        }
+        if c.len() > n {
+            c.select_nth_unstable(n);
+            c.truncate(n);
+        }
+        c.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make(table: &InodeTable, nodeid: u64, kind: u32, parent: Option<Arc<Inode>>) -> Arc<Inode> {
+        let state = InodeState { parent, ..Default::default() };
+        table.reference(nodeid, || Inode::new(nodeid, nodeid, kind, state)).0
+    }
+
+    #[test]
+    fn prune_candidates_are_the_least_recently_used_leaves() {
+        let t = InodeTable::new(2);
+        t.insert_root(Inode::new(ROOT_ID, 1, libc::S_IFDIR, InodeState::default()));
+        let dir = make(&t, 10, libc::S_IFDIR, None);
+        let empty = make(&t, 11, libc::S_IFDIR, None);
+        drop(empty);
+        // Files made TICK apart, so their clocks differ; 20 is the oldest.
+        let mut files = Vec::new();
+        for (i, id) in [20u64, 21, 22].into_iter().enumerate() {
+            for _ in 0..if i == 0 { 0 } else { TICK } {
+                t.made.fetch_add(1, Ordering::Relaxed);
+            }
+            files.push(make(&t, id, libc::S_IFREG, Some(dir.clone())));
+        }
+        drop(files);
+        // 20 used again now: 21 becomes the oldest.
+        t.get(20);
+        let c = t.prune_candidates(2);
+        assert_eq!(c.len(), 2);
+        // Never the root, nor a directory that inodes below it hold.
+        assert!(!c.contains(&ROOT_ID) && !c.contains(&10), "{c:?}");
+        assert!(c.contains(&11) && c.contains(&21), "{c:?}");
+        assert_eq!(t.len(), 6);
+        assert!(t.wait_over_budget(Duration::from_millis(1)), "6 inodes over a budget of 2");
+        t.forget(21, 1);
+        assert_eq!(t.len(), 5);
+        assert!(!InodeTable::new(0).wait_over_budget(Duration::from_millis(1)));
     }
 }

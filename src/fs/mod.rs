@@ -5,6 +5,7 @@
 //! - [`real`]: real objects in the layers and the bounded descriptor cache
 //! - [`ino`]: the inode number rule (st_ino, d_ino, origin, alternates)
 //! - [`inode`]: the sharded inode table and per-inode state
+//! - [`prune`]: the table bounded: the kernel asked to hand inodes back
 //! - [`whiteout`]: every whiteout/opaque form read, the kernel form written
 //! - [`lookup`]: resolve one name through the layers
 //! - [`index`]: `index=on`: lower hard links stay linked across copy-up
@@ -38,6 +39,7 @@ pub mod metacopy;
 pub mod names;
 pub mod options;
 pub mod passthrough;
+pub mod prune;
 pub mod readdir;
 pub mod real;
 pub mod session;
@@ -61,7 +63,7 @@ pub struct UnionFs {
     pub layers: Layers,
     pub opts: Options,
     pub ids: idmap::IdMapper,
-    pub inodes: InodeTable,
+    pub inodes: Arc<InodeTable>,
     pub files: DashMap<u64, Arc<file::OpenFile>>,
     /// Merged listings being read.
     pub dirs: readdir::Listings,
@@ -93,10 +95,10 @@ impl UnionFs {
         let pt_mode = opts.passthrough;
         let opts_override = opts.xattr_permissions.unwrap_or(if layers.root_user { 0 } else { 2 }) == 2;
         let fs = UnionFs {
+            inodes: Arc::new(InodeTable::new(opts.max_inodes)),
             layers,
             ids: idmap::IdMapper::new(&opts),
             opts,
-            inodes: InodeTable::default(),
             files: DashMap::new(),
             dirs: readdir::Listings::default(),
             passthrough: passthrough::Passthrough::new(pt_mode),

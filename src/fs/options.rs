@@ -86,6 +86,9 @@ pub struct Options {
     /// How long a worker keeps reading after a request before it sleeps
     /// (`spin=MICROSECONDS`; 0: at once).
     pub spin: Duration,
+    /// Inodes the daemon keeps before it asks the kernel to hand the least
+    /// recently used back (`max_inodes=N`; 0: no bound; see `prune.rs`).
+    pub max_inodes: usize,
     /// fsync copied-up data and honour fsync requests (off with `volatile`/`fsync=0`).
     pub fsync: bool,
     pub redirect_dir: RedirectDir,
@@ -119,6 +122,9 @@ pub struct Options {
     pub warnings: Vec<String>,
 }
 
+/// The inode table's default bound: about 30 MB of inodes (64Ki).
+pub const DEFAULT_MAX_INODES: usize = 65536;
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -128,6 +134,7 @@ impl Default for Options {
             timeout: Duration::from_secs(86400),
             threads: 0,
             spin: Duration::from_micros(100),
+            max_inodes: DEFAULT_MAX_INODES,
             fsync: true,
             redirect_dir: RedirectDir::On,
             metacopy: false,
@@ -259,6 +266,7 @@ impl Options {
                     }
                 }
                 "threads" => self.threads = parse_u32(&key, &v()?)? as usize,
+                "max_inodes" => self.max_inodes = parse_u32(&key, &v()?)? as usize,
                 "spin" => self.spin = Duration::from_micros(parse_u32(&key, &v()?)?.min(100_000) as u64),
                 "fsync" => self.fsync = parse_bool(&key, &v()?)?,
                 "volatile" => self.fsync = false,
@@ -338,6 +346,7 @@ Without upperdir the mount is read-only.
   -f            stay in the foreground
   -d            debug log (implies -f)
   -o OPTIONS    lowerdir=, upperdir=, workdir=, timeout=SECS, threads=N, spin=USECS,
+                max_inodes=N,
                 fsync=0|1, volatile, redirect_dir=, metacopy=, index=, userxattr,
                 allow_other, allow_root, ro, nosuid, nodev, noexec, noatime,
                 fsname=, subtype=, uidmapping=, gidmapping=, squash_to_root,

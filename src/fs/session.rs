@@ -7,6 +7,7 @@
 use crate::fs::fuse::Fuse;
 use crate::fs::layers::Layers;
 use crate::fs::options::Options;
+use crate::fs::prune;
 use crate::fs::UnionFs;
 use crate::sys::fusemount::FuseMount;
 use crate::sys::{self, process};
@@ -128,6 +129,7 @@ fn daemonize() -> Result<OwnedFd, String> {
 fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedFd>) -> Result<(), String> {
     sys::set_umask(0);
     sys::raise_nofile_limit();
+    process::one_malloc_arena();
     process::block_signals(&SIGNALS);
     let is_root = sys::geteuid() == 0;
     let read_only = !layers.has_upper || opts.read_only;
@@ -151,6 +153,7 @@ fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedF
     config.clone_fd = true;
     config.uring = opts.io_uring;
     let fs = UnionFs::new(layers, opts.clone()).map_err(|e| format!("cannot start: {e}"))?;
+    let table = fs.inodes.clone();
     let req = fuse_mount(&opts, read_only, acl != SessionACL::Owner);
     let dev = match if is_root { req.mount_direct(mountpoint) } else { Err(io::Error::from_raw_os_error(libc::EPERM)) }
     {
@@ -167,6 +170,8 @@ fn serve(layers: Layers, opts: Options, mountpoint: &Path, ready: Option<&OwnedF
         }
     };
     let _ = notifier.set(session.notifier());
+    prune::spawn(&table, notifier).map_err(|e| format!("cannot start the pruner thread: {e}"))?;
+    drop(table);
     info!("mounted {} with {threads} threads", mountpoint.display());
     let mnt = mountpoint.to_path_buf();
     std::thread::Builder::new()
