@@ -16,6 +16,9 @@
 #   scripts/bench.sh images              unionctl image load vs umoci unpack
 #   scripts/bench.sh layers [OPTIONS]    the layer-count sweep: N = 1..128 lower
 #                                        layers, kernel overlay vs unionfs
+#   scripts/bench.sh rss [OPTIONS]       daemon peak RSS after walking ~60k
+#                                        entries and 10x as many; unionfs vs
+#                                        fuse-overlayfs (scripts/bench_rss.py -h)
 set -euo pipefail
 cd "$(dirname "$0")"
 case "${1:-fs}" in
@@ -29,6 +32,11 @@ case "${1:-fs}" in
         shift
         (cd .. && cargo build --release --quiet)
         exec python3 ./bench_layers.py --unionfs "$PWD/../target/release/unionfs" "$@"
+        ;;
+    rss)
+        shift
+        (cd .. && cargo build --release --quiet)
+        exec python3 ./bench_rss.py --unionfs "$PWD/../target/release/unionfs" "$@"
         ;;
     -*) exec ./bench-fs.sh "$@" ;;
     *)
