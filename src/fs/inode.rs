@@ -324,15 +324,18 @@ impl InodeTable {
         }
     }
 
-    /// For the pruner: wait until the table is over its budget (true), or
-    /// until `timeout` passes (false).
+    /// For the pruner: wait until the table is over its budget and done
+    /// resting (true), or until `timeout` passes (false). A table the kernel
+    /// could not shrink starts no new round until more inodes are made.
     pub fn wait_over_budget(&self, timeout: Duration) -> bool {
         let mut g = self.wake.lock();
         if !self.signalled.load(Ordering::Acquire) {
             self.cond.wait_for(&mut g, timeout);
         }
         self.signalled.store(false, Ordering::Release);
-        self.budget != 0 && self.len() > self.budget
+        self.budget != 0
+            && self.len() > self.budget
+            && self.made.load(Ordering::Relaxed) >= self.next_round.load(Ordering::Relaxed)
     }
 
     /// For the pruner: a round ended; rest until `gap` more inodes are made.
@@ -395,6 +398,12 @@ mod tests {
         assert!(c.contains(&11) && c.contains(&21), "{c:?}");
         assert_eq!(t.len(), 6);
         assert!(t.wait_over_budget(Duration::from_millis(1)), "6 inodes over a budget of 2");
+        // After a round it rests until more inodes are made.
+        t.rest(1);
+        assert!(!t.wait_over_budget(Duration::from_millis(1)), "a round while resting");
+        make(&t, 30, libc::S_IFREG, None);
+        assert!(t.wait_over_budget(Duration::from_millis(1)), "no round after a new inode");
+        t.forget(30, 1);
         t.forget(21, 1);
         assert_eq!(t.len(), 5);
         assert!(!InodeTable::new(0).wait_over_budget(Duration::from_millis(1)));

@@ -38,7 +38,8 @@ pub fn spawn(table: &Arc<InodeTable>, notifier: Arc<OnceLock<Notifier>>) -> std:
 fn run(table: &Weak<InodeTable>, budget: usize, notifier: &OnceLock<Notifier>) {
     loop {
         let Some(t) = table.upgrade() else { return };
-        if !t.wait_over_budget(Duration::from_secs(1)) {
+        // The timeout only lets the thread see the table go.
+        if !t.wait_over_budget(Duration::from_secs(5)) {
             continue;
         }
         let Some(n) = notifier.get() else { continue };
