@@ -7,9 +7,7 @@ median of --runs. The trees are attribute-only copies (empty files) of
 unionfs, --compare builds, fuse-overlayfs when installed. Prints a markdown
 table with each target's growth."""
 import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
-
-def sh(*a, **kw):
-    return subprocess.run(a, check=True, **kw)
+from bench_layers import sh, umount
 
 def build(lower, copies):
     procs = []
@@ -22,19 +20,11 @@ def build(lower, copies):
         p.wait()
     return sum(1 + len(ds) + len(fs) for _, ds, fs in os.walk(lower)) - 1
 
-def umount(mnt):
-    for _ in range(200):
-        if not os.path.ismount(mnt):
-            return
-        subprocess.run(["umount", mnt], check=False, stderr=subprocess.DEVNULL)
-        time.sleep(0.05)
-    subprocess.run(["umount", "-l", mnt], check=False)
-
-def one(cmd, base, lower, mnt):
+def one(cmd, opts, base, lower, mnt):
     for d in ("u", "w"):
         shutil.rmtree(f"{base}/{d}", ignore_errors=True)
         os.makedirs(f"{base}/{d}")
-    o = f"lowerdir={lower},upperdir={base}/u,workdir={base}/w"
+    o = f"lowerdir={lower},upperdir={base}/u,workdir={base}/w" + ("," + opts.lstrip(",") if opts else "")
     daemon = subprocess.Popen(cmd + ["-f", "-o", o, mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(500):
@@ -60,7 +50,7 @@ def one(cmd, base, lower, mnt):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--unionfs", required=True)
-    ap.add_argument("--unionfs-opts", default="", help="extra options of the unionfs target (e.g. ,max_inodes=0)")
+    ap.add_argument("--unionfs-opts", default="", help="extra mount options of the unionfs target (e.g. max_inodes=0)")
     ap.add_argument("--compare", action="append", default=[], help="another unionfs build (repeatable)")
     ap.add_argument("--compare-label", action="append", default=[])
     ap.add_argument("--compare-opts", action="append", default=[])
@@ -91,9 +81,7 @@ def main():
             for label, cmd, opts in targets:
                 runs = []
                 for _ in range(a.runs):
-                    # Options go in one -o: the lowers', then the target's.
-                    c = cmd if not opts else cmd + ["-o", opts.lstrip(",")]
-                    runs.append(one(c, work, lower, mnt))
+                    runs.append(one(cmd, opts, work, lower, mnt))
                 res[(label, scale)] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
                 print(f"  {label} {scale}x: {res[(label, scale)][0] / 1024:.1f} MiB, walk {res[(label, scale)][1]:.2f} s",
                       file=sys.stderr)
