@@ -122,7 +122,7 @@ pub struct Options {
     pub warnings: Vec<String>,
 }
 
-/// The inode table's default bound: about 30 MB of inodes (64Ki).
+/// The inode table's default bound: about 32 MB of inodes (64Ki, ~500 bytes each).
 pub const DEFAULT_MAX_INODES: usize = 65536;
 
 impl Default for Options {
